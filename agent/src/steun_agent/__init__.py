@@ -1,0 +1,1 @@
+"""steun_agent: see the package README."""

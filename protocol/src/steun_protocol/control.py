@@ -1,0 +1,73 @@
+"""The control plane: messages between an agent and the server (``/agent/ws``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from .inventory import Inventory, LiveMetrics
+from .limits import MAX_TEXT_MESSAGE, SHORT_TEXT
+from .messages import Api, Payload, Request, ShortText
+
+B64 = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class HelloResult(Payload):
+    version: int
+    nonce: B64
+    server_time: float
+
+
+class Hello(Request, tag="hello"):
+    """First message of every connection: the versions the agent speaks."""
+
+    versions: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=65535)]], msgspec.Meta(max_length=16)]
+    software: ShortText
+    Result: ClassVar[type[Payload]] = HelloResult
+    max_size: ClassVar[int] = 1024
+
+
+class EnrollResult(Payload):
+    device_id: DeviceId
+    group: Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
+    org_signature: B64
+
+
+class Enroll(Request, tag="enroll"):
+    """Redeem an enrollment token: register the agent's public key, proven by signing the server nonce."""
+
+    token: B64
+    public_key: B64
+    hostname: ShortText
+    os: ShortText
+    signature: B64
+    Result: ClassVar[type[Payload]] = EnrollResult
+    max_size: ClassVar[int] = 2048
+
+
+class AuthResult(Payload):
+    heartbeat_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)]
+
+
+class Auth(Request, tag="auth"):
+    """Prove the agent's identity by signing the server nonce (bound to the TLS key it saw)."""
+
+    device_id: DeviceId
+    signature: B64
+    Result: ClassVar[type[Payload]] = AuthResult
+    max_size: ClassVar[int] = 1024
+
+
+class Heartbeat(Request, tag="heartbeat"):
+    metrics: LiveMetrics
+    max_size: ClassVar[int] = 2048
+
+
+class InventoryReport(Request, tag="inventory"):
+    inventory: Inventory
+    max_size: ClassVar[int] = MAX_TEXT_MESSAGE
+
+
+AGENT_API = Api("agent", [Hello, Enroll, Auth, Heartbeat, InventoryReport], hello=Hello)
