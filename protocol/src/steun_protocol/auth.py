@@ -90,7 +90,7 @@ def pins_equal(a: bytes, b: bytes) -> bool:
 
 
 def agent_proof_payload(nonce: bytes, spki: bytes, subject: bytes) -> bytes:
-    """What an agent signs to log in or enroll: the server's nonce, the TLS key it saw, and who it claims to be.
+    """What an agent signs to log in or enroll: server nonce, the TLS key it saw, and who it claims to be.
 
     ``subject`` is the device id (``auth``) or the agent's raw public key (``enroll``). Binding the TLS key
     means a challenge relayed through a man in the middle (who must present another key) does not verify.
@@ -132,7 +132,7 @@ class EnrollmentToken:
         parts = text.strip().split(".")
         if len(parts) != 4 or parts[0] != TOKEN_PREFIX:
             raise TokenFormatError(
-                f"an enrollment token has the form {TOKEN_PREFIX}.<secret>.<pin>.<org key>; check it was copied whole"
+                f"an enrollment token looks like {TOKEN_PREFIX}.<secret>.<pin>.<org key>; copied whole?"
             )
         try:
             secret = b64decode(parts[1], size=TOKEN_SECRET_SIZE)

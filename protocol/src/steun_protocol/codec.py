@@ -25,9 +25,18 @@ def encode(value: Any) -> bytes:
 
 
 def as_bytes(data: str | bytes | bytearray | memoryview) -> bytes:
+    """The UTF-8 bytes of a received text message; invalid UTF-8 is a malformed message."""
     if isinstance(data, str):
-        return data.encode("utf-8", "surrogatepass")
-    return bytes(data)
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RemoteProtocolError(ErrorCode.MALFORMED, "text message is not valid UTF-8") from None
+    raw = bytes(data)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(ErrorCode.MALFORMED, "text message is not valid UTF-8") from None
+    return raw
 
 
 def json_depth(data: bytes) -> int:
@@ -55,7 +64,9 @@ def check_bounds(data: bytes, *, max_size: int = MAX_TEXT_MESSAGE, max_depth: in
         )
     depth = json_depth(data)
     if depth > max_depth:
-        raise RemoteProtocolError(ErrorCode.TOO_DEEP, f"nesting depth {depth} exceeds the limit of {max_depth}")
+        raise RemoteProtocolError(
+            ErrorCode.TOO_DEEP, f"nesting depth {depth} exceeds the limit of {max_depth}"
+        )
 
 
 def decode(data: bytes, type: type[T], *, max_size: int = MAX_TEXT_MESSAGE) -> T:

@@ -147,10 +147,14 @@ class Connection:
         hello = self.api.hello
         if hello is not None and not self._hello_sent:
             if self.side is not Side.CLIENT or not isinstance(request, hello):
-                raise LocalProtocolError(ErrorCode.HELLO_REQUIRED, f"the first request must be {hello.type_name()}")
+                raise LocalProtocolError(
+                    ErrorCode.HELLO_REQUIRED, f"the first request must be {hello.type_name()}"
+                )
             self._hello_sent = True
         elif hello is not None and self.version is None:
-            raise LocalProtocolError(ErrorCode.HELLO_REQUIRED, "wait for the hello result before other requests")
+            raise LocalProtocolError(
+                ErrorCode.HELLO_REQUIRED, "wait for the hello result before other requests"
+            )
         if len(self._pending) >= MAX_PENDING_REQUESTS:
             raise LocalProtocolError(ErrorCode.OVERLOADED, "too many requests awaiting a reply")
         if self._next_id > MAX_REQUEST_ID:
@@ -177,14 +181,16 @@ class Connection:
 
     def send_error(self, request_id: int, code: ErrorCode | str, message: str = "") -> None:
         self._answer(request_id)
-        self._queue(codec.encode(ErrorEnvelope(id=request_id, error=_error_body(code, message))).decode())
+        self._reply_error(request_id, code, message)
 
     def send_event(self, request_id: int, event: Payload) -> None:
         """Send an event on a subscription the peer opened (after its result was sent)."""
         self._check_open()
         request = self._serving.get(request_id)
         if request is None or request.Event is None or not isinstance(event, request.Event):
-            raise LocalProtocolError(ErrorCode.INTERNAL, f"no subscription {request_id} for {type(event).__name__}")
+            raise LocalProtocolError(
+                ErrorCode.INTERNAL, f"no subscription {request_id} for {type(event).__name__}"
+            )
         data = codec.encode({"id": request_id, "type": "event", "event": event})
         self._check_size(len(data), request.max_result_size, request.type_name() + " event")
         self._queue(data.decode("utf-8"))
@@ -273,14 +279,18 @@ class Connection:
             if message.error.code in FATAL_CODES:
                 self._set_failed(ConnectionFailed(message.error.code, message.error.message, by_peer=True))
         elif isinstance(message, EventEnvelope):
-            request = self._subscribed.get(message.id)
-            if request is None or request.Event is None:
+            subscription = self._subscribed.get(message.id)
+            if subscription is None or subscription.Event is None:
                 # Events may still arrive for a subscription we just ended: drop those quietly.
                 if message.id in self._pending or message.id >= self._next_id:
-                    raise RemoteProtocolError(ErrorCode.UNEXPECTED_REPLY, f"event for unknown subscription {message.id}")
+                    raise RemoteProtocolError(
+                        ErrorCode.UNEXPECTED_REPLY, f"event for unknown subscription {message.id}"
+                    )
                 return
-            event = codec.decode(bytes(message.event), request.Event, max_size=request.max_result_size)
-            self._events.append(EventReceived(request, event))
+            event = codec.decode(
+                bytes(message.event), subscription.Event, max_size=subscription.max_result_size
+            )
+            self._events.append(EventReceived(subscription, event))
         else:
             assert isinstance(message, Request)
             self._receive_request(message, size)
@@ -288,13 +298,16 @@ class Connection:
     def _receive_request(self, request: Request, size: int) -> None:
         if request.id <= self._last_peer_id:
             raise RemoteProtocolError(
-                ErrorCode.BAD_REQUEST_ID, f"request id {request.id} does not increase (last {self._last_peer_id})"
+                ErrorCode.BAD_REQUEST_ID,
+                f"request id {request.id} does not increase (last {self._last_peer_id})",
             )
         self._last_peer_id = request.id
         hello = self.api.hello
         if hello is not None and self.version is None:
             if self.side is not Side.SERVER or not isinstance(request, hello):
-                raise RemoteProtocolError(ErrorCode.HELLO_REQUIRED, f"the first request must be {hello.type_name()}")
+                raise RemoteProtocolError(
+                    ErrorCode.HELLO_REQUIRED, f"the first request must be {hello.type_name()}"
+                )
             version = negotiate(getattr(request, "versions", ()), self.versions)
             if version is None:
                 raise RemoteProtocolError(
@@ -304,29 +317,44 @@ class Connection:
                 )
             self.version = version
         if size > request.max_size:
-            raise _RequestRefused(
-                request.id, ErrorCode.MESSAGE_TOO_LARGE, f"{request.type_name()} is limited to {request.max_size} bytes"
+            refusal = (
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"{request.type_name()} is limited to {request.max_size} bytes",
             )
-        if not self._may_receive(type(request)):
-            raise _RequestRefused(request.id, ErrorCode.INVALID_MESSAGE, f"{request.type_name()} may not be sent to this side")
-        if len(self._inbound) >= MAX_PENDING_REQUESTS:
-            raise _RequestRefused(request.id, ErrorCode.OVERLOADED, "too many unanswered requests")
-        self._inbound[request.id] = request
+        elif not self._may_receive(type(request)):
+            refusal = (ErrorCode.INVALID_MESSAGE, f"{request.type_name()} may not be sent to this side")
+        elif len(self._inbound) >= MAX_PENDING_REQUESTS:
+            refusal = (ErrorCode.OVERLOADED, "too many unanswered requests")
+        else:
+            self._inbound[request.id] = request
+            self._events.append(RequestReceived(request))
+            return
+        self._reply_error(request.id, *refusal)
         self._events.append(RequestReceived(request))
 
     def _finish_hello(self, result: Payload) -> None:
         version = getattr(result, "version", None)
         if version not in self.versions:
-            raise RemoteProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"server chose version {version}, not offered")
+            raise RemoteProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION, f"server chose version {version}, not offered"
+            )
         self.version = version
 
     def _refuse(self, request_id: int, code: ErrorCode | str, message: str) -> None:
-        if request_id <= self._last_peer_id and request_id not in self._inbound:
+        """Answer a request that did not decode, if its id is one we may still answer."""
+        if request_id <= self._last_peer_id:
             self.fail(ErrorCode.BAD_REQUEST_ID, f"request id {request_id} does not increase")
             return
-        self._last_peer_id = max(self._last_peer_id, request_id)
+        if self.api.hello is not None and self.version is None:
+            self.fail(
+                ErrorCode.HELLO_REQUIRED, f"the first request must be a valid {self.api.hello.type_name()}"
+            )
+            return
+        self._last_peer_id = request_id
+        self._reply_error(request_id, code, message)
+
+    def _reply_error(self, request_id: int, code: ErrorCode | str, message: str) -> None:
         self._queue(codec.encode(ErrorEnvelope(id=request_id, error=_error_body(code, message))).decode())
-        self._inbound.pop(request_id, None)
 
     def _take_pending(self, request_id: int) -> Request:
         request = self._pending.pop(request_id, None)
@@ -348,7 +376,9 @@ class Connection:
     def _check_sender(self, cls: type[Request]) -> None:
         me = Sender.CLIENT if self.side is Side.CLIENT else Sender.SERVER
         if cls.sender not in (me, Sender.EITHER):
-            raise LocalProtocolError(ErrorCode.INTERNAL, f"{cls.type_name()} may not be sent by the {self.side.value}")
+            raise LocalProtocolError(
+                ErrorCode.INTERNAL, f"{cls.type_name()} may not be sent by the {self.side.value}"
+            )
 
     @staticmethod
     def _check_size(size: int, limit: int, what: str) -> None:

@@ -14,7 +14,7 @@ from .messages import Api, Payload, Request, ShortText
 MAX_DEVICES_LISTED = 5000
 
 
-class DeviceSummary(Payload):
+class DeviceSummary(Payload, frozen=True):
     id: DeviceId
     hostname: ShortText
     os: ShortText
@@ -24,7 +24,7 @@ class DeviceSummary(Payload):
     enrolled_at: float
 
 
-class DeviceDetail(Payload):
+class DeviceDetail(Payload, frozen=True):
     id: DeviceId
     hostname: ShortText
     os: ShortText
@@ -37,47 +37,47 @@ class DeviceDetail(Payload):
     metrics: LiveMetrics | None = None
 
 
-class DeviceList(Payload):
+class DeviceList(Payload, frozen=True):
     devices: Annotated[list[DeviceSummary], msgspec.Meta(max_length=MAX_DEVICES_LISTED)]
 
 
-class DevicesChanged(Payload):
+class DevicesChanged(Payload, frozen=True):
     kind: Literal["upsert", "remove"]
     device: DeviceSummary | None = None
     device_id: DeviceId | None = None
 
 
-class DeviceChanged(Payload):
+class DeviceChanged(Payload, frozen=True):
     kind: Literal["detail"]
     device: DeviceDetail
 
 
-class DevicesList(Request, tag="devices/list"):
+class DevicesList(Request, tag="devices/list", frozen=True):
     query: ShortText = ""
     Result: ClassVar[type[Payload]] = DeviceList
     max_result_size: ClassVar[int] = MAX_TEXT_MESSAGE
 
 
-class DevicesSubscribe(Request, tag="devices/subscribe"):
+class DevicesSubscribe(Request, tag="devices/subscribe", frozen=True):
     Result: ClassVar[type[Payload]] = DeviceList
     Event: ClassVar[type[Payload] | None] = DevicesChanged
     max_result_size: ClassVar[int] = MAX_TEXT_MESSAGE
 
 
-class DeviceGet(Request, tag="device/get"):
+class DeviceGet(Request, tag="device/get", frozen=True):
     device_id: DeviceId
     Result: ClassVar[type[Payload]] = DeviceDetail
     max_result_size: ClassVar[int] = MAX_TEXT_MESSAGE
 
 
-class DeviceSubscribe(Request, tag="device/subscribe"):
+class DeviceSubscribe(Request, tag="device/subscribe", frozen=True):
     device_id: DeviceId
     Result: ClassVar[type[Payload]] = DeviceDetail
     Event: ClassVar[type[Payload] | None] = DeviceChanged
     max_result_size: ClassVar[int] = MAX_TEXT_MESSAGE
 
 
-class Unsubscribe(Request, tag="unsubscribe"):
+class Unsubscribe(Request, tag="unsubscribe", frozen=True):
     subscription: Annotated[int, msgspec.Meta(ge=0)]
 
 

@@ -14,13 +14,13 @@ B64 = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]
 DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-class HelloResult(Payload):
+class HelloResult(Payload, frozen=True):
     version: int
     nonce: B64
     server_time: float
 
 
-class Hello(Request, tag="hello"):
+class Hello(Request, tag="hello", frozen=True):
     """First message of every connection: the versions the agent speaks."""
 
     versions: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=65535)]], msgspec.Meta(max_length=16)]
@@ -29,13 +29,13 @@ class Hello(Request, tag="hello"):
     max_size: ClassVar[int] = 1024
 
 
-class EnrollResult(Payload):
+class EnrollResult(Payload, frozen=True):
     device_id: DeviceId
     group: Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
     org_signature: B64
 
 
-class Enroll(Request, tag="enroll"):
+class Enroll(Request, tag="enroll", frozen=True):
     """Redeem an enrollment token: register the agent's public key, proven by signing the server nonce."""
 
     token: B64
@@ -47,11 +47,11 @@ class Enroll(Request, tag="enroll"):
     max_size: ClassVar[int] = 2048
 
 
-class AuthResult(Payload):
+class AuthResult(Payload, frozen=True):
     heartbeat_interval: Annotated[float, msgspec.Meta(gt=0, le=3600)]
 
 
-class Auth(Request, tag="auth"):
+class Auth(Request, tag="auth", frozen=True):
     """Prove the agent's identity by signing the server nonce (bound to the TLS key it saw)."""
 
     device_id: DeviceId
@@ -60,12 +60,12 @@ class Auth(Request, tag="auth"):
     max_size: ClassVar[int] = 1024
 
 
-class Heartbeat(Request, tag="heartbeat"):
+class Heartbeat(Request, tag="heartbeat", frozen=True):
     metrics: LiveMetrics
     max_size: ClassVar[int] = 2048
 
 
-class InventoryReport(Request, tag="inventory"):
+class InventoryReport(Request, tag="inventory", frozen=True):
     inventory: Inventory
     max_size: ClassVar[int] = MAX_TEXT_MESSAGE
 

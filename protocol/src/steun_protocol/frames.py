@@ -70,7 +70,9 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     """Parse one frame; raise RemoteProtocolError for anything outside the layout."""
     view = memoryview(data)
     if len(view) < HEADER_SIZE:
-        raise RemoteProtocolError(ErrorCode.BAD_FRAME, f"frame of {len(view)} bytes is shorter than its header")
+        raise RemoteProtocolError(
+            ErrorCode.BAD_FRAME, f"frame of {len(view)} bytes is shorter than its header"
+        )
     type_byte, flags, channel, length = HEADER.unpack_from(view)
     try:
         frame_type = FrameType(type_byte)

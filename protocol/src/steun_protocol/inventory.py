@@ -1,4 +1,4 @@
-"""What an agent reports about its machine: the inventory (changes rarely) and live metrics (each heartbeat)."""
+"""What an agent reports about its machine: inventory (changes rarely) and live metrics (every heartbeat)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 
 
-class Disk(Payload):
+class Disk(Payload, frozen=True):
     device: ShortText
     mountpoint: LongText
     fstype: ShortText
@@ -22,13 +22,13 @@ class Disk(Payload):
     free: Count
 
 
-class NetAddress(Payload):
+class NetAddress(Payload, frozen=True):
     family: Literal["ipv4", "ipv6", "mac"]
     address: ShortText
     netmask: ShortText | None = None
 
 
-class NetInterface(Payload):
+class NetInterface(Payload, frozen=True):
     name: ShortText
     is_up: bool
     speed_mbps: Count | None = None
@@ -36,19 +36,19 @@ class NetInterface(Payload):
     addresses: Annotated[list[NetAddress], msgspec.Meta(max_length=64)] = []
 
 
-class UserSession(Payload):
+class UserSession(Payload, frozen=True):
     name: ShortText
     terminal: ShortText | None = None
     host: ShortText | None = None
     started: float | None = None
 
 
-class Package(Payload):
+class Package(Payload, frozen=True):
     name: ShortText
     version: ShortText
 
 
-class Inventory(Payload):
+class Inventory(Payload, frozen=True):
     """Facts about the machine that change rarely; re-sent whole when its digest changes."""
 
     hostname: ShortText
@@ -74,7 +74,7 @@ class Inventory(Payload):
     packages: Annotated[list[Package], msgspec.Meta(max_length=MAX_PACKAGES)] = []
 
 
-class LiveMetrics(Payload):
+class LiveMetrics(Payload, frozen=True):
     """Small, fast-changing figures sent with every heartbeat."""
 
     uptime: Annotated[float, msgspec.Meta(ge=0)]

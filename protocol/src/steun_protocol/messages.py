@@ -33,19 +33,17 @@ class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Base for result and event bodies and nested values."""
 
 
-class Empty(Payload):
+class Empty(Payload, frozen=True):
     """A result that carries nothing."""
 
 
-class Message(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="type"
-):
+class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="type"):
     """Base of everything that travels as one JSON object."""
 
     id: RequestId = 0
 
 
-class Request(Message):
+class Request(Message, frozen=True):
     """A message that asks the peer for a result. Subclasses set ``type`` via ``tag=``."""
 
     #: The Struct of the ``result`` the peer answers with.
@@ -66,20 +64,20 @@ class Request(Message):
         return tag
 
 
-class ErrorBody(Payload):
+class ErrorBody(Payload, frozen=True):
     code: ShortText
     message: LongText = ""
 
 
-class ResultEnvelope(Message, tag="result"):
+class ResultEnvelope(Message, tag="result", frozen=True):
     result: msgspec.Raw
 
 
-class ErrorEnvelope(Message, tag="error"):
+class ErrorEnvelope(Message, tag="error", frozen=True):
     error: ErrorBody
 
 
-class EventEnvelope(Message, tag="event"):
+class EventEnvelope(Message, tag="event", frozen=True):
     event: msgspec.Raw
 
 
@@ -123,12 +121,16 @@ class Api:
             return self._decoder.decode(data)  # type: ignore[no-any-return]
         except msgspec.ValidationError as exc:
             header = self._header(data)
-            if header is not None and isinstance(header.type, str) and header.type not in self.requests:
-                if header.type not in _RESERVED:
-                    message = f"unknown message type {header.type[:64]!r}"
-                    if _valid_id(header.id):
-                        raise _RequestRefused(header.id, ErrorCode.UNKNOWN_TYPE, message) from None
-                    raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, message) from None
+            if (
+                header is not None
+                and isinstance(header.type, str)
+                and header.type not in self.requests
+                and header.type not in _RESERVED
+            ):
+                message = f"unknown message type {header.type[:64]!r}"
+                if _valid_id(header.id):
+                    raise _RequestRefused(header.id, ErrorCode.UNKNOWN_TYPE, message) from None
+                raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, message) from None
             if header is not None and _valid_id(header.id) and header.type in self.requests:
                 raise _RequestRefused(header.id, ErrorCode.INVALID_MESSAGE, str(exc)) from None
             raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
