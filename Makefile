@@ -1,0 +1,20 @@
+# Targets a newcomer can guess. Each one sets up what it needs first.
+.PHONY: demo test lint types bench bootstrap
+
+demo:        ## server on SQLite + a local agent; prints the console URL and a login
+	scripts/demo
+
+test:        ## lint, types and the whole test suite (installs what it needs)
+	scripts/test
+
+bootstrap:
+	scripts/bootstrap --tests
+
+lint:
+	uv run ruff check .
+
+types:
+	uv run mypy
+
+bench:       ## reproducible measurements beside a baseline (see benchmarks/)
+	uv run python benchmarks/fleet.py
