@@ -39,9 +39,9 @@ def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64decode(text: str, *, size: int | None = None) -> bytes:
-    """Strict inverse of :func:`b64encode`; ``size`` demands an exact decoded length."""
-    if len(text) > MAX_B64 * 4 or not text.isascii():
+def b64decode(text: str, *, size: int | None = None, limit: int = MAX_B64 * 3) -> bytes:
+    """Strict inverse of :func:`b64encode`; ``size`` demands an exact decoded length, ``limit`` caps it."""
+    if len(text) > (limit * 4 + 2) // 3 or not text.isascii():
         raise ValueError("base64 text too long or not ASCII")
     try:
         data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
