@@ -43,7 +43,7 @@ HEARTBEAT_TEXT = '{"type":"ping"}'
 
 
 def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -62,7 +62,6 @@ async def _steun_agent(
     """Enroll once, then stay connected: hello → auth → heartbeats; reconnect with full-jitter backoff."""
     import websockets
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from steun_protocol import Connection, ResultReceived, Side
     from steun_protocol import auth as proofs
     from steun_protocol.control import AGENT_API, Auth, AuthResult, Enroll, Heartbeat, Hello
@@ -440,7 +439,7 @@ def main() -> None:
     ]
     print()
     print(
-        f"Fleet: {args.agents} agents over TLS (read buffer {args.tls_buffer} B), heartbeat {args.heartbeat} s"
+        f"Fleet: {args.agents} agents, TLS read buffer {args.tls_buffer} B, heartbeat {args.heartbeat} s"
     )
     print(f"{'':28} {'Steun':>24} {'bare aiohttp (baseline)':>26}")
     for label, a, b in rows:
