@@ -19,7 +19,7 @@ def scaled(seconds: float) -> float:
 
 
 async def wait_for(
-    condition: Callable[[], T | None | Awaitable[T | None]],
+    condition: Callable[[], T | Awaitable[T | None] | None],
     *,
     timeout: float = 10.0,
     interval: float = 0.02,

@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
+from .diagnostics import DiagnosticsDone, DiagnosticsResult, DiagnosticsRun
 from .inventory import Inventory, LiveMetrics
 from .limits import MAX_TEXT_MESSAGE, SHORT_TEXT
 from .messages import Api, Payload, Request, ShortText
@@ -70,4 +71,8 @@ class InventoryReport(Request, tag="inventory", frozen=True):
     max_size: ClassVar[int] = MAX_TEXT_MESSAGE
 
 
-AGENT_API = Api("agent", [Hello, Enroll, Auth, Heartbeat, InventoryReport], hello=Hello)
+AGENT_API = Api(
+    "agent",
+    [Hello, Enroll, Auth, Heartbeat, InventoryReport, DiagnosticsRun, DiagnosticsResult, DiagnosticsDone],
+    hello=Hello,
+)

@@ -1,0 +1,5 @@
+"""``python -m steun_agent`` is ``steun-agent``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""The ``steun-agent`` command: ``enroll``, ``run`` and ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+from steun_protocol.auth import b64encode
+
+from . import __version__
+from .backends import default_backend
+from .config import AgentConfig
+from .enrollment import enroll, parse_token
+from .errors import EXIT_FAILURE, EXIT_OK, AgentError, ConfigError
+from .runtime import Runtime
+from .state import AgentState
+
+log = logging.getLogger("steun_agent")
+
+ENV_TOKEN = "STEUN_AGENT_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steun-agent", description="The Steun endpoint agent.")
+    parser.add_argument("--version", action="version", version=f"steun-agent {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("STEUN_AGENT_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the identity and pins live (default: $STEUN_AGENT_STATE_DIR, "
+        "/var/lib/steun-agent as root, "
+        "else ~/.local/share/steun-agent)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("enroll", parents=[common], help="enroll this machine with a one-time token")
+    p.add_argument("--server", required=True, help="the server's address, e.g. https://steun.example.org")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"the enrollment token (st1.…); '-' reads it from standard input; default: ${ENV_TOKEN}",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing enrollment")
+
+    p = sub.add_parser("run", parents=[common], help="connect and stay connected (the service's command)")
+    p.add_argument("--backoff-base", type=float, default=None, help="first reconnect delay bound, seconds")
+    p.add_argument("--backoff-cap", type=float, default=None, help="largest reconnect delay, seconds")
+    p.add_argument("--inventory-interval", type=float, default=None, help="seconds between inventory checks")
+
+    p = sub.add_parser("status", parents=[common], help="show the enrollment state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "enroll":
+            return _enroll(args)
+        if args.command == "run":
+            return _run(args)
+        return _status(args)
+    except AgentError as exc:
+        print(f"steun-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _config(args: argparse.Namespace, **overrides: object) -> AgentConfig:
+    return AgentConfig.from_env(state_dir=args.state_dir, **overrides)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    raw = args.token if args.token is not None else os.environ.get(ENV_TOKEN)
+    if raw == "-":
+        raw = sys.stdin.readline()
+    if not raw:
+        raise ConfigError(f"no enrollment token: pass --token or set {ENV_TOKEN}")
+    token = parse_token(raw)
+    config = _config(args)
+    state = asyncio.run(enroll(args.server, token, config, force=args.force))
+    print(f"Enrolled as device {state.device_id} (group {state.group or '-'}) with {state.server_url}.")
+    print(f"State stored in {config.state_dir}. Start the agent with: steun-agent run")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(
+        args,
+        backoff_base=args.backoff_base,
+        backoff_cap=args.backoff_cap,
+        inventory_interval=args.inventory_interval,
+    )
+    state = AgentState.load(config.state_dir)
+    runtime = Runtime(state, config, default_backend())
+    asyncio.run(_serve(runtime))
+    return EXIT_OK
+
+
+async def _serve(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_signal, runtime, sig)
+    try:
+        await runtime.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+
+
+def _on_signal(runtime: Runtime, sig: signal.Signals) -> None:
+    log.info("%s received, shutting down", sig.name)
+    runtime.stop()
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state = AgentState.load(config.state_dir)
+    info = {
+        "state_dir": str(config.state_dir),
+        "server_url": state.server_url,
+        "device_id": state.device_id,
+        "group": state.group,
+        "enrolled_at": state.enrolled_at,
+        "server_spki_sha256": state.spki_sha256.hex(),
+        "org_public_key": b64encode(state.org_public_key),
+        "agent_public_key": b64encode(state.public_key),
+    }
+    if args.json:
+        print(msgspec.json.encode(info).decode())
+    else:
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return EXIT_OK

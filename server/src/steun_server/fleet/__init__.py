@@ -1,0 +1,1 @@
+"""The fleet: agents' control plane (``/agent/ws``), presence, devices, groups and enrollment tokens."""

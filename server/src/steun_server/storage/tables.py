@@ -1,0 +1,168 @@
+"""The database schema: one SQLAlchemy ``MetaData`` for the whole server, one Alembic chain.
+
+Times are seconds since the epoch as double precision (the wire uses the same floats). Secrets are never
+stored: session tokens, enrollment secrets and recovery codes only as SHA-256 hex (they are random and long),
+passwords as argon2id. ``users``…``audit_heads`` are queried by ``steun_server.auth`` and
+``steun_server.audit``; ``device_groups``…``inventories`` by ``steun_server.fleet``.
+
+Changing a table here means adding an Alembic revision in ``steun_server/migrations/versions/``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+#: The device group that always exists (made by migration 0001).
+DEFAULT_GROUP = "default"
+SHA256_HEX = 64
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    # base32 TOTP secret once enrolment is verified; pending until then
+    sa.Column("totp_secret", sa.String(64), nullable=True),
+    sa.Column("totp_pending_secret", sa.String(64), nullable=True),
+    # the last 30-second step a code was accepted for: the same step is never accepted twice
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("password_changed_at", sa.Double, nullable=False),
+    sa.CheckConstraint("role IN ('technician', 'specialist', 'admin')", name="role"),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(SHA256_HEX), primary_key=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("source_address", sa.String(64), nullable=False, server_default=""),
+    sa.Column("user_agent", sa.String(256), nullable=False, server_default=""),
+)
+
+recovery_codes = sa.Table(
+    "recovery_codes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("code_hash", sa.String(SHA256_HEX), nullable=False, unique=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double, nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    # assigned by the writer (head + 1), never by the database: the primary key is what stops two nodes
+    # from appending two different records with the same number (a silent fork of the chain)
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", sa.Double, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=True),
+    sa.Column("source", sa.String(64), nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(SHA256_HEX), nullable=False),
+    sa.Column("hash", sa.String(SHA256_HEX), nullable=False),
+)
+
+audit_heads = sa.Table(
+    "audit_heads",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(SHA256_HEX), nullable=False),
+    sa.Column("signed_at", sa.Double, nullable=False),
+    # b64url Ed25519 signature by the org key over steun_server.audit.head_message(seq, hash)
+    sa.Column("signature", sa.String(128), nullable=False),
+    # b64url raw org public key that made it (so a key rotation stays verifiable)
+    sa.Column("public_key", sa.String(64), nullable=False),
+)
+
+device_groups = sa.Table(
+    "device_groups",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("secret_hash", sa.String(SHA256_HEX), nullable=False, unique=True),
+    sa.Column(
+        "group_name",
+        sa.String(64),
+        sa.ForeignKey("device_groups.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("used_at", sa.Double, nullable=True),
+    sa.Column("used_by_device", sa.String(64), nullable=True),
+    sa.Column("created_by", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # b64url raw Ed25519 public key of the agent identity
+    sa.Column("public_key", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "group_name",
+        sa.String(64),
+        sa.ForeignKey("device_groups.name", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("hostname", sa.String(256), nullable=False),
+    sa.Column("os", sa.String(256), nullable=False),
+    sa.Column("enrolled_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double, nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+inventories = sa.Table(
+    "inventories",
+    metadata,
+    sa.Column("device_id", sa.String(64), sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("json", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(SHA256_HEX), nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "audit_heads",
+    "audit_log",
+    "device_groups",
+    "devices",
+    "enrollment_tokens",
+    "inventories",
+    "metadata",
+    "recovery_codes",
+    "users",
+    "web_sessions",
+]
