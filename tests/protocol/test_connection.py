@@ -202,3 +202,25 @@ def test_statistics_count_traffic() -> None:
     pair.hello()
     stats = pair.client.statistics()
     assert stats["messages_out"] == 1 and stats["messages_in"] == 1 and stats["pending"] == 0
+
+
+def test_server_may_send_requests_only_after_the_hello() -> None:
+    from steun_protocol.diagnostics import DiagnosticsRun
+
+    pair = ConnectionPair()
+    with pytest.raises(LocalProtocolError) as info:
+        pair.server.send_request(DiagnosticsRun(run_id="run1"))
+    assert info.value.code == ErrorCode.HELLO_REQUIRED
+    pair.hello()
+    sent = pair.server.send_request(DiagnosticsRun(run_id="run1"))
+    (received,) = pair.flush(pair.server)
+    assert isinstance(received, RequestReceived)
+    assert received.request == sent
+
+
+def test_server_refuses_a_server_only_request_sent_by_the_agent() -> None:
+    pair = ConnectionPair()
+    pair.hello()
+    pair.server.receive_text(json.dumps({"id": 2, "type": "diagnostics/run", "run_id": "x"}))
+    (reply,) = pair.server.data_to_send()
+    assert json.loads(reply)["error"]["code"] in {ErrorCode.INVALID_MESSAGE}

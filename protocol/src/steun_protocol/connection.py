@@ -145,8 +145,12 @@ class Connection:
         self._check_open()
         self._check_sender(type(request))
         hello = self.api.hello
-        if hello is not None and not self._hello_sent:
-            if self.side is not Side.CLIENT or not isinstance(request, hello):
+        if hello is not None and self.side is Side.SERVER:
+            # The server speaks only after the client's hello fixed the version.
+            if self.version is None:
+                raise LocalProtocolError(ErrorCode.HELLO_REQUIRED, "no requests before the client's hello")
+        elif hello is not None and not self._hello_sent:
+            if not isinstance(request, hello):
                 raise LocalProtocolError(
                     ErrorCode.HELLO_REQUIRED, f"the first request must be {hello.type_name()}"
                 )
