@@ -266,3 +266,14 @@ def test_nothing_after_close(records: tuple) -> None:  # type: ignore[type-arg]
     with pytest.raises(SessionError) as info:
         opener.open(b"\x00" * 64)
     assert info.value.code == "session_closed"
+
+
+def test_session_control_messages_round_trip_strictly() -> None:
+    from steun_protocol.sessionplane import AskMore, Granted, Stop, decode_control
+
+    for message in [Granted(capabilities=[Capability.VIEW]), AskMore(capabilities=[Capability.CONTROL]), Stop()]:
+        assert decode_control(msgspec.json.encode(message)) == message
+    with pytest.raises(msgspec.ValidationError):
+        decode_control(b'{"type": "granted", "capabilities": ["root"]}')
+    with pytest.raises(msgspec.ValidationError):
+        decode_control(b'{"type": "format", "capabilities": []}')

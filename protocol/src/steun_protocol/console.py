@@ -6,10 +6,10 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from .control import DeviceId
 from .inventory import Inventory, LiveMetrics
 from .limits import MAX_TEXT_MESSAGE
-from .messages import Api, Payload, Request, ShortText
+from .messages import Api, DeviceId, Payload, Request, ShortText
+from .sessionplane import SessionRequest, SessionStop, SupportCodeCreate
 
 MAX_DEVICES_LISTED = 5000
 
@@ -81,4 +81,16 @@ class Unsubscribe(Request, tag="unsubscribe", frozen=True):
     subscription: Annotated[int, msgspec.Meta(ge=0)]
 
 
-CONSOLE_API = Api("console", [DevicesList, DevicesSubscribe, DeviceGet, DeviceSubscribe, Unsubscribe])
+CONSOLE_API = Api(
+    "console",
+    [
+        DevicesList,
+        DevicesSubscribe,
+        DeviceGet,
+        DeviceSubscribe,
+        Unsubscribe,
+        SupportCodeCreate,
+        SessionRequest,
+        SessionStop,
+    ],
+)

@@ -9,10 +9,8 @@ import msgspec
 from .diagnostics import DiagnosticsDone, DiagnosticsResult, DiagnosticsRun
 from .inventory import Inventory, LiveMetrics
 from .limits import MAX_TEXT_MESSAGE, SHORT_TEXT
-from .messages import Api, Payload, Request, ShortText
-
-B64 = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]
-DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+from .messages import B64, Api, DeviceId, Payload, Request, ShortText
+from .sessionplane import SessionEvent, SessionOfferRequest, SupportRedeem
 
 
 class HelloResult(Payload, frozen=True):
@@ -73,6 +71,18 @@ class InventoryReport(Request, tag="inventory", frozen=True):
 
 AGENT_API = Api(
     "agent",
-    [Hello, Enroll, Auth, Heartbeat, InventoryReport, DiagnosticsRun, DiagnosticsResult, DiagnosticsDone],
+    [
+        Hello,
+        Enroll,
+        Auth,
+        SupportRedeem,
+        Heartbeat,
+        InventoryReport,
+        DiagnosticsRun,
+        DiagnosticsResult,
+        DiagnosticsDone,
+        SessionOfferRequest,
+        SessionEvent,
+    ],
     hello=Hello,
 )

@@ -58,9 +58,13 @@ Threshold = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 HostName = Annotated[str, msgspec.Meta(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:\[\]-]+$")]
-HttpsUrl = Annotated[str, msgspec.Meta(min_length=9, max_length=2048, pattern=r"^https://[^\s/?#@]+(?:[/?#]\S*)?$")]
+HttpsUrl = Annotated[
+    str, msgspec.Meta(min_length=9, max_length=2048, pattern=r"^https://[^\s/?#@]+(?:[/?#]\S*)?$")
+]
 ServiceName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9@._:\\-]+$")]
-PackageName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9+._:~-]*$")]
+PackageName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9+._:~-]*$")
+]
 VersionText = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9+._:~-]+$")]
 TimeZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")]
 
@@ -138,7 +142,8 @@ class DiagnosticsRun(Request, tag="diagnostics/run", frozen=True):
     checks: Annotated[list[CheckId], msgspec.Meta(max_length=MAX_CHECKS_PER_RUN)] = []
     policy: Policy = Policy()
     Result: ClassVar[type[Payload]] = DiagnosticsAccepted
-    max_size: ClassVar[int] = 64 * 1024
+    # The largest policy (every list full) encodes to about 86 KB.
+    max_size: ClassVar[int] = 128 * 1024
     sender: ClassVar[Sender] = Sender.SERVER
 
 

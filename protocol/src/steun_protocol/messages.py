@@ -19,6 +19,9 @@ from .limits import DEFAULT_MESSAGE_SIZE, LONG_TEXT, MAX_REQUEST_ID, SHORT_TEXT
 RequestId = Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_ID)]
 ShortText = Annotated[str, msgspec.Meta(max_length=SHORT_TEXT)]
 LongText = Annotated[str, msgspec.Meta(max_length=LONG_TEXT)]
+#: A key, signature, nonce or token in unpadded base64url.
+B64 = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class Sender(enum.Enum):

@@ -53,7 +53,8 @@ Region encodings (``Encoding``): pixels are rows top to bottom, no padding.
 
 A console announces what it decodes in CONFIGURE; ``JPEG``, ``DEFLATE_BGRA`` and ``SOLID`` are mandatory
 (every browser has them natively), ``ZSTD_BGRA`` is opt-in. The console acknowledges each frame after painting
-its FRAME_END; the agent keeps at most ``max_in_flight`` unacknowledged frames.
+its FRAME_END; an ACK covers that frame and every earlier one. The agent keeps at most ``max_in_flight``
+unacknowledged frames, and sends nothing at all while the screen does not change.
 
 Errors are ``RemoteProtocolError`` with these codes: ``malformed`` (empty, truncated, trailing bytes,
 bad UTF-8), ``message_too_large`` (a length above its cap), ``unknown_type`` (type byte not in the table,

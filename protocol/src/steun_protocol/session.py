@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .auth import b64decode, b64encode, public_key_bytes, verify
 from .errors import ProtocolError
-from .messages import Payload, ShortText
+from .messages import B64, Payload, ShortText
 
 SESSION_VERSION = 1
 SUITE = "x25519-ed25519-hkdf-sha256-aes-256-gcm"
@@ -48,8 +48,6 @@ KEYS_INFO = b"steun-session-keys-v1"
 SAS_INFO = b"steun-sas-v1"
 SESSION_ID_SIZE = 16
 MAX_OFFER_BYTES = 4096
-
-B64 = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[A-Za-z0-9_-]*$")]
 
 
 class Capability(enum.StrEnum):

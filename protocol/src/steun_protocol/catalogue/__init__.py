@@ -167,7 +167,7 @@ class Catalogue(Payload, frozen=True, dict=True):  # dict: room for the cached i
         return spec.summaries.get(name) if spec is not None else None
 
     def thresholds(self, check_id: str, policy: Policy | None = None) -> dict[str, float]:
-        """A test's effective thresholds: the catalogue's defaults, overridden by the policy for known names."""
+        """A test's effective thresholds: catalogue defaults, overridden by the policy for known names."""
         spec = self.check(check_id)
         values = {name: t.default for name, t in spec.thresholds.items()}
         if policy is not None:
@@ -198,9 +198,13 @@ def policy_problems(policy: Policy, catalogue: Catalogue | None = None) -> list[
             problems.append(f"thresholds: unknown test {check_id!r}")
             continue
         problems += [
-            f"thresholds: {check_id} has no threshold {name!r}" for name in overrides if name not in spec.thresholds
+            f"thresholds: {check_id} has no threshold {name!r}"
+            for name in overrides
+            if name not in spec.thresholds
         ]
-    problems += [f"disabled: unknown test {check_id!r}" for check_id in policy.disabled if check_id not in cat.by_id]
+    problems += [
+        f"disabled: unknown test {check_id!r}" for check_id in policy.disabled if check_id not in cat.by_id
+    ]
     return problems
 
 
@@ -276,14 +280,26 @@ def validate(catalogue: Catalogue) -> list[str]:
     return problems
 
 
+def _data(name: str) -> bytes:
+    """A data file of this package. Read straight from the package directory when there is one
+    (``importlib.resources`` pulls in ``importlib.util`` and ``threading``); through it otherwise (zip)."""
+    locations = __spec__.submodule_search_locations if __spec__ is not None else None
+    if locations:
+        try:
+            with open(f"{next(iter(locations))}/data/{name}", "rb") as f:
+                return f.read()
+        except OSError:
+            pass
+    return importlib.resources.files(__package__).joinpath("data", name).read_bytes()
+
+
 @functools.cache
 def load_catalogue() -> Catalogue:
     """The catalogue shipped with this package, loaded and checked once per process."""
-    root = importlib.resources.files(__package__).joinpath("data")
-    core = msgspec.toml.decode(root.joinpath(_DATA_FILES[0]).read_bytes(), type=_CoreFile)
+    core = msgspec.toml.decode(_data(_DATA_FILES[0]), type=_CoreFile)
     checks: list[CheckSpec] = []
     for name in _DATA_FILES[1:]:
-        part = msgspec.toml.decode(root.joinpath(name).read_bytes(), type=_ChecksFile)
+        part = msgspec.toml.decode(_data(name), type=_ChecksFile)
         group = name.removesuffix(".toml")
         checks += part.checks
         problems = [f"{c.id}: in {name} but in group {c.group}" for c in part.checks if c.group != group]
