@@ -354,3 +354,14 @@ def _offer_for(
         created_at=0.0,
         expires_at=1.0,
     )
+
+
+async def test_after_the_ui_revoked_nothing_more_is_asked() -> None:
+    """Stop pressed: the UI thread revoked the grants before the runtime called stop()."""
+    prompter = ScriptedPrompter([Answer.ACCEPT, Answer.ACCEPT])
+    b = broker(prompter, caps=(V,))
+    await b.start()
+    b.revoke()
+    result = await b.request_more([C], offer=_offer_for(b.subject, [V, C]))
+    assert result.reason == "stopped" and len(prompter.prompts) == 1
+    assert not b.grants.allows(V) and not b.grants.allows(C)

@@ -147,6 +147,15 @@ def test_missing_file_means_the_strict_defaults(tmp_path: Path) -> None:
     assert load_policy(tmp_path / "nope.toml", trusted_owners=TRUSTED) == Policy()
 
 
+def test_missing_file_in_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    # Whoever could delete the admin's file would take its forbids with it.
+    directory = tmp_path / "etc"
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    with pytest.raises(PolicyError, match="writable by group or others"):
+        load_policy(directory / "policy.toml", trusted_owners=TRUSTED)
+
+
 def test_good_file_is_loaded(tmp_path: Path) -> None:
     path = write(tmp_path, 'forbid = ["shell"]\nprompt_timeout = 2\n')
     policy = load_policy(path, trusted_owners=TRUSTED)

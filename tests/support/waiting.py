@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ def scaled(seconds: float) -> float:
 
 
 async def wait_for(
-    condition: Callable[[], T | Awaitable[T | None] | None],
+    condition: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
     *,
     timeout: float = 10.0,
     interval: float = 0.02,
@@ -30,14 +31,12 @@ async def wait_for(
     Raises AssertionError naming ``what`` when ``timeout`` (scaled) passes first.
     """
     deadline = time.monotonic() + scaled(timeout)
-    last: object = None
     while True:
         value = condition()
-        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+        if inspect.isawaitable(value):
             value = await value
         if value:
             return value  # type: ignore[return-value]
-        last = value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {last!r})")
+            raise AssertionError(f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {value!r})")
         await asyncio.sleep(interval)

@@ -20,7 +20,6 @@ import enum
 import getpass
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -208,7 +207,6 @@ class Grants:
     def __init__(self) -> None:
         self._granted: frozenset[Capability] = frozenset()
         self._revoked = False
-        self._revoked_event = threading.Event()
 
     def allows(self, capability: Capability | str) -> bool:
         """True only for a capability the user (or the local policy) granted, and never after a stop."""
@@ -237,7 +235,6 @@ class Grants:
     def revoke(self) -> None:
         """Allow nothing more, from any thread, at once. Irreversible."""
         self._revoked = True
-        self._revoked_event.set()
 
     def _add(self, capabilities: Iterable[Capability]) -> None:
         if not self._revoked:
@@ -303,7 +300,7 @@ class ConsentBroker:
         wanted = frozenset(Capability(c) for c in capabilities)
         if offer is not None:
             self._widen_scope(offer)
-        if self._stopped:
+        if self._stopped or self.grants.revoked:  # Stop pressed: the UI thread revoked before we heard
             return await self._refuse(wanted, CONSENT_DENIED, "stopped")
         if not self.started:
             raise ConsentError("request_more() before a granted start()")
@@ -408,7 +405,7 @@ class ConsentBroker:
                     status = Status.EXPIRED if answer is Answer.TIMEOUT else Status.DENIED
                     reason = why
 
-        if granted and self._stopped:  # stopped while we were asking or writing
+        if granted and (self._stopped or self.grants.revoked):  # stopped while we asked or wrote
             return self._result(Status.DENIED, frozenset(), wanted, "stopped", events)
         if granted:
             self.grants._add(granted)
@@ -425,7 +422,7 @@ class ConsentBroker:
 
     async def _ask(self, decision: Decision, *, first: bool) -> tuple[Answer, str]:
         """The user's answer and, for a no, the reason word. Bounded by the policy's timeout, always."""
-        if self._stopped:
+        if self._stopped or self.grants.revoked:
             return Answer.DENY, "stopped"
         if self._prompter is None:
             return Answer.DENY, "no_prompter"
@@ -464,7 +461,7 @@ class ConsentBroker:
             if not task.done():
                 task.cancel()
             self._pending = None
-        if self._stopped:
+        if self._stopped or self.grants.revoked:
             return Answer.DENY, "stopped"
         if answer is Answer.ACCEPT and loop.time() > deadline:
             return Answer.TIMEOUT, "timeout"

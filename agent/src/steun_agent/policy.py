@@ -12,8 +12,9 @@ Windows)::
 On POSIX the file is honoured only when it, and every directory above it, belongs to root and is not writable
 by group or others (a directory with the sticky bit, like /tmp, may be). Anything else, a symbolic link, a
 file that does not parse, an unknown key or capability name: :class:`PolicyError`, and the agent refuses to
-start sessions until an admin fixes it. A missing file means the built-in defaults, which are the strictest
-useful ones: prompt for everything, no unattended access. See docs/design/0060-consent-and-local-policy.md.
+start sessions until an admin fixes it. A missing file (below directories that are the admin's) means the
+built-in defaults: prompt for everything, no unattended access.
+See docs/design/0060-consent-and-local-policy.md.
 
 Nothing here reads the network: the server cannot send, change or override a policy. :func:`decide` takes
 only the capabilities asked for, this file and how the agent was started (``Mode``), which the agent knows
@@ -205,7 +206,10 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH, *, trusted_owners: Collection[
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        return Policy()  # the defaults are the strictest rules: nothing here for anyone to protect
+        # No file: the defaults. Unless someone other than the admin could have removed it (its forbids
+        # gone with it): the directories that exist above it must be the admin's as well.
+        _check_directories(path.parent, trusted_owners, path, missing_ok=True)
+        return Policy()
     except OSError as exc:
         if os.path.islink(path):
             raise PolicyError(path, "is a symbolic link; put the file itself there") from None
@@ -244,12 +248,18 @@ def _check_owner(st: os.stat_result, trusted: Collection[int], path: Path, what:
         )
 
 
-def _check_directories(directory: Path, trusted: Collection[int], path: Path) -> None:
-    """Whoever can write a directory above the file can swap the file: each one must be the admin's."""
+def _check_directories(
+    directory: Path, trusted: Collection[int], path: Path, *, missing_ok: bool = False
+) -> None:
+    """Whoever can write a directory above the file can swap or remove it: each one must be the admin's."""
     current = Path(os.path.realpath(directory))
     for parent in (current, *current.parents):
         try:
             st = os.stat(parent)
+        except FileNotFoundError:
+            if missing_ok:
+                continue
+            raise PolicyError(path, f"is below {parent}, which disappeared") from None
         except OSError as exc:
             raise PolicyError(path, f"is below {parent}, which cannot be checked ({exc.strerror})") from None
         _check_owner(st, trusted, path, f"directory {parent}")

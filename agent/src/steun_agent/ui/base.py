@@ -12,6 +12,7 @@ from steun_protocol.session import Capability
 
 from ..consent import Answer, ConsentPrompt, Technician
 from ..errors import AgentError
+from .i18n import Texts
 
 SUPPORT_CODE_DIGITS = 9
 #: Display limits: a name signed by the org is still no reason to let it fill the screen.
@@ -86,6 +87,7 @@ class AgentUI(Protocol):
     """The support-code entry, the consent prompt (a ``consent.Prompter``) and the session indicator."""
 
     language: str
+    texts: Texts
 
     async def ask_support_code(self, error: str | None = None) -> str | None:
         """The nine digits the user typed, or None if they cancelled. ``error`` is shown above the field."""

@@ -105,6 +105,7 @@ class TerminalUI:
         self._input = input if input is not None else sys.stdin
         self._output = output if output is not None else sys.stdout
         self._reader: _LineReader | None = None
+        self._asking = False
 
     def _lines(self) -> _LineReader:
         if self._reader is None:
@@ -134,6 +135,15 @@ class TerminalUI:
         return None
 
     async def ask_consent(self, prompt: ConsentPrompt) -> Answer:
+        if self._asking:  # one question at a time; a second one is a no
+            return Answer.DENY
+        self._asking = True
+        try:
+            return await self._ask_consent(prompt)
+        finally:
+            self._asking = False
+
+    async def _ask_consent(self, prompt: ConsentPrompt) -> Answer:
         t = self.texts
         org = display_text(prompt.org_name, NAME_LIMIT)
         reader = self._lines()
@@ -197,7 +207,7 @@ class TerminalUI:
 
 
 class TerminalIndicator:
-    """ "Type stop and press Enter": the terminal's Stop button (lines that answer a question are not seen)."""
+    """The terminal's Stop button: "stop" and Enter (lines that answer a question never reach it)."""
 
     def __init__(self, ui: TerminalUI, on_stop: StopCallback, revoke: StopCallback | None) -> None:
         self._ui = ui

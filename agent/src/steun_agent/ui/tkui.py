@@ -32,6 +32,7 @@ class TkUI:
         self.language = texts.language
         self.tk = tk_thread
         self.accept_delay = accept_delay
+        self._asking = False
 
     @classmethod
     async def open(
@@ -71,6 +72,17 @@ class TkUI:
     # ----------------------------------------------------------------------------------------- consent
 
     async def ask_consent(self, prompt: ConsentPrompt) -> Answer:
+        if self._asking:
+            # One question on screen at a time: a second one must never replace the first under the
+            # user's cursor (a click meant for one request would answer another).
+            return Answer.DENY
+        self._asking = True
+        try:
+            return await self._ask_consent(prompt)
+        finally:
+            self._asking = False
+
+    async def _ask_consent(self, prompt: ConsentPrompt) -> Answer:
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Answer] = loop.create_future()
 

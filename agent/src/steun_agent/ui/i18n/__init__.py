@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import locale
 import os
@@ -16,16 +15,23 @@ LANGUAGES = ("en", "nl", "fr")
 FALLBACK = "en"
 
 
-@functools.cache
-def catalogue(language: str) -> Mapping[str, str]:
-    """All strings of one language (read once, from the package's data)."""
-    if language not in LANGUAGES:
-        raise ValueError(f"no translation for {language!r}")
+def _read(language: str) -> dict[str, str]:
     text = resources.files(__package__).joinpath(f"{language}.json").read_text(encoding="utf-8")
     data = json.loads(text)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ValueError(f"{language}.json must map keys to strings")
     return data
+
+
+# Read once, at import: a few kilobytes, and never a file read on a running event loop later.
+_CATALOGUES: dict[str, dict[str, str]] = {language: _read(language) for language in LANGUAGES}
+
+
+def catalogue(language: str) -> Mapping[str, str]:
+    """All strings of one language."""
+    if language not in _CATALOGUES:
+        raise ValueError(f"no translation for {language!r}")
+    return _CATALOGUES[language]
 
 
 def language_from_locale(environ: Mapping[str, str] | None = None) -> str | None:
