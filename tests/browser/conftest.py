@@ -78,7 +78,9 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 
 @pytest.fixture
-async def page(context: BrowserContext, server: RunningServer, page_errors: PageErrors) -> AsyncIterator[Page]:
+async def page(
+    context: BrowserContext, server: RunningServer, page_errors: PageErrors
+) -> AsyncIterator[Page]:
     """A page of a fresh browser profile, English, on the test server's console (signed out)."""
     tab = page_errors.watch(await context.new_page())
     await tab.goto(server.url + "/")

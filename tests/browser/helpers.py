@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pyotp
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.support.server import RunningServer
 
@@ -33,7 +33,5 @@ def wrong_code(secret: str) -> str:
     return next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c not in near)
 
 
-def device_row(page: Page, hostname: str):  # noqa: ANN201 - a Playwright Locator
-    return page.locator("tr.device-row").filter(
-        has=page.get_by_role("link", name=hostname, exact=True)
-    )
+def device_row(page: Page, hostname: str) -> Locator:
+    return page.locator("tr.device-row").filter(has=page.get_by_role("link", name=hostname, exact=True))

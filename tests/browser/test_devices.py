@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import Page, expect
-from steun_protocol.inventory import Disk, NetAddress, NetInterface, Package, UserSession
+from steun_protocol.inventory import Disk, Inventory, NetAddress, NetInterface, Package, UserSession
 
 from tests.support.agent_client import (
     enroll_new,
@@ -20,12 +20,18 @@ from .helpers import device_row, sign_in_as_admin
 pytestmark = pytest.mark.browser
 
 
-async def test_device_list_shows_presence_live_and_search_filters_it(page: Page, server: RunningServer) -> None:
+async def test_device_list_shows_presence_live_and_search_filters_it(
+    page: Page, server: RunningServer
+) -> None:
     await sign_in_as_admin(page, server)
     await expect(page.get_by_text("No devices enrolled yet.")).to_be_visible()
 
-    laptop = await enroll_new(server.url, await server.create_enrollment_token(), hostname="laptop-anna", os="Windows")
-    kiosk = await enroll_new(server.url, await server.create_enrollment_token(), hostname="kiosk-lobby", os="Linux")
+    laptop = await enroll_new(
+        server.url, await server.create_enrollment_token(), hostname="laptop-anna", os="Windows"
+    )
+    kiosk = await enroll_new(
+        server.url, await server.create_enrollment_token(), hostname="kiosk-lobby", os="Linux"
+    )
     assert laptop.device_id and kiosk.device_id
 
     # enrolled devices appear without a reload, offline until their agent connects
@@ -70,7 +76,7 @@ async def test_device_list_shows_presence_live_and_search_filters_it(page: Page,
     await expect(page.locator(".page-subtitle")).to_have_text("0 online · 2 devices")
 
 
-def rich_inventory(hostname: str, packages: int = 450):  # noqa: ANN201 - an Inventory
+def rich_inventory(hostname: str, packages: int = 450) -> Inventory:
     return sample_inventory(
         hostname,
         os_pretty="Debian GNU/Linux 12 (bookworm)",
@@ -81,10 +87,22 @@ def rich_inventory(hostname: str, packages: int = 450):  # noqa: ANN201 - an Inv
         machine_uuid="4c4c4544-0042-3510-8056-b4c04f4e3132",
         package_manager="dpkg",
         disks=[
-            Disk(device="/dev/nvme0n1p2", mountpoint="/", fstype="ext4", total=500 * 2**30, used=120 * 2**30,
-                 free=380 * 2**30),
-            Disk(device="/dev/nvme0n1p1", mountpoint="/boot/efi", fstype="vfat", total=2**29, used=2**25,
-                 free=2**29 - 2**25),
+            Disk(
+                device="/dev/nvme0n1p2",
+                mountpoint="/",
+                fstype="ext4",
+                total=500 * 2**30,
+                used=120 * 2**30,
+                free=380 * 2**30,
+            ),
+            Disk(
+                device="/dev/nvme0n1p1",
+                mountpoint="/boot/efi",
+                fstype="vfat",
+                total=2**29,
+                used=2**25,
+                free=2**29 - 2**25,
+            ),
         ],
         interfaces=[
             NetInterface(

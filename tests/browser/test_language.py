@@ -54,7 +54,9 @@ async def test_language_switch_changes_the_visible_text(page: Page, server: Runn
         await expect(page.get_by_role("heading", level=1)).to_have_text(devices)
         await expect(page.get_by_role("navigation").get_by_role("link", name=account)).to_be_visible()
         await expect(page.locator(".connection")).to_have_text(live)
-        await expect(page).to_have_title({"en": "Steun console", "nl": "Steun-console", "fr": "Console Steun"}[code])
+        await expect(page).to_have_title(
+            {"en": "Steun console", "nl": "Steun-console", "fr": "Console Steun"}[code]
+        )
 
 
 async def test_the_account_page_follows_a_switch_while_it_is_open(page: Page, server: RunningServer) -> None:

@@ -15,7 +15,9 @@ from .helpers import sign_in, sign_in_as_admin
 pytestmark = pytest.mark.browser
 
 
-async def test_wrong_password_is_refused_then_the_right_one_signs_in(page: Page, server: RunningServer) -> None:
+async def test_wrong_password_is_refused_then_the_right_one_signs_in(
+    page: Page, server: RunningServer
+) -> None:
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     await sign_in(page, server.admin_username, "not-the-password")
     await expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
@@ -60,9 +62,12 @@ async def test_sign_in_sends_the_csrf_token_from_the_cookie(page: Page, server: 
     assert (await logout.all_headers())["x-csrf-token"] == after["steun_csrf"]
 
 
-async def test_throttling_shows_how_long_to_wait(browser: Browser, tmp_path: Path, page_errors: PageErrors) -> None:
+async def test_throttling_shows_how_long_to_wait(
+    browser: Browser, tmp_path: Path, page_errors: PageErrors
+) -> None:
     async with await RunningServer.create(
-        tmp_path / "data", overrides={"throttle_free_failures": 1, "throttle_base_delay": 60.0, "throttle_max_delay": 60.0}
+        tmp_path / "data",
+        overrides={"throttle_free_failures": 1, "throttle_base_delay": 60.0, "throttle_max_delay": 60.0},
     ) as server:
         context = await new_context(browser)
         try:
@@ -86,7 +91,11 @@ async def test_throttling_shows_how_long_to_wait(browser: Browser, tmp_path: Pat
 async def test_the_sign_in_screen_follows_the_browser_language(
     browser: Browser, server: RunningServer, page_errors: PageErrors
 ) -> None:
-    for locale, title, lang in (("nl-BE", "Aanmelden", "nl"), ("fr-BE", "Connexion", "fr"), ("de-DE", "Sign in", "en")):
+    for locale, title, lang in (
+        ("nl-BE", "Aanmelden", "nl"),
+        ("fr-BE", "Connexion", "fr"),
+        ("de-DE", "Sign in", "en"),
+    ):
         context = await new_context(browser, locale=locale)
         try:
             page = page_errors.watch(await context.new_page())

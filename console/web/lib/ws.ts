@@ -67,11 +67,14 @@ export class ConsoleSocket {
     private readonly url: string = defaultUrl(),
     private readonly onRejected: () => void = () => {},
   ) {
-    window.addEventListener("online", () => this.retryNow());
-    document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible") this.retryNow();
-    });
+    window.addEventListener("online", this.onNetworkBack);
+    document.addEventListener("visibilitychange", this.onNetworkBack);
   }
+
+  // The network came back or the tab became visible again: do not wait out the backoff.
+  private readonly onNetworkBack = (): void => {
+    if (document.visibilityState === "visible") this.retryNow();
+  };
 
   connectionState(): ConnectionState {
     return this.state;
@@ -91,6 +94,8 @@ export class ConsoleSocket {
 
   /** Closes the connection for good (sign-out). Subscriptions are dropped. */
   stop(): void {
+    window.removeEventListener("online", this.onNetworkBack);
+    document.removeEventListener("visibilitychange", this.onNetworkBack);
     this.setState("stopped", null);
     if (this.retryTimer !== null) window.clearTimeout(this.retryTimer);
     this.retryTimer = null;

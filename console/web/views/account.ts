@@ -228,9 +228,16 @@ export function accountView(initialUser: User, onUserChange: (user: User) => voi
     const repeat = h("input", {
       attrs: { type: "password", name: "repeat_password", autocomplete: "new-password", required: true, minlength: 12 },
     });
+    // Lets password managers file the new password under the right account.
+    const username = h("input", {
+      class: "visually-hidden",
+      attrs: { type: "text", name: "username", autocomplete: "username", readonly: true, tabindex: -1, "aria-hidden": "true" },
+    });
+    username.value = user.username;
     const form = h(
       "form",
       { class: "form form-inline-narrow" },
+      username,
       field("account.password_current", current),
       field("account.password_new", next, "account.password_rules"),
       field("account.password_repeat", repeat),

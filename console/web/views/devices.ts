@@ -231,7 +231,8 @@ export function devicesView(socket: ConsoleSocket): View {
   const ticker = window.setInterval(scheduleRender, RELATIVE_TIME_REFRESH_MS);
   const stopLanguage = onLanguageChange(render);
   render();
-  queueMicrotask(() => search.focus());
+  // Ready to type a name at once on a desktop; on a phone, focusing would pop up the keyboard.
+  if (window.matchMedia("(pointer: fine)").matches) queueMicrotask(() => search.focus());
 
   return {
     el,
