@@ -57,7 +57,13 @@ MAX_IN_FLIGHT = 16
 class SessionLike(Protocol):
     """The part of the runtime's session this capability uses."""
 
-    async def request(self, request: Request, result_type: type[P], *, timeout: float | None = None) -> P: ...
+    async def request(
+        self,
+        request: Request,
+        result_type: type[P],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the runtime's session signature
+    ) -> P: ...
 
 
 class DiagnosticsCapability:
@@ -90,7 +96,7 @@ class DiagnosticsCapability:
         return {DiagnosticsRun: self._on_request}
 
     async def start(self, session: SessionLike | None = None) -> None:
-        """Begin serving a connection (``session`` sends to the server); starts the sampler. Returns at once."""
+        """Begin serving a connection (``session`` sends to the server), start sampling; returns at once."""
         self._session = session
         if self.sampler is not None:
             self.sampler.start()
@@ -112,7 +118,12 @@ class DiagnosticsCapability:
 
     def statistics(self) -> dict[str, Any]:
         sampler = self.sampler.statistics() if self.sampler is not None else {}
-        return {**self._counts, "running": len(self._runs), "pool": self.pool.statistics(), "sampler": sampler}
+        return {
+            **self._counts,
+            "running": len(self._runs),
+            "pool": self.pool.statistics(),
+            "sampler": sampler,
+        }
 
     # ---------------------------------------------------------------- runs
 
@@ -120,14 +131,20 @@ class DiagnosticsCapability:
         """Accept a run, start it in the background and return what will run; results go through ``send``."""
         if request.run_id in self._runs:
             self._counts["refused"] += 1
-            raise ServerRefused(ErrorCode.INVALID_MESSAGE, f"run {request.run_id} is already running",
-                                what="diagnostics/run")
+            raise ServerRefused(
+                ErrorCode.INVALID_MESSAGE, f"run {request.run_id} is already running", what="diagnostics/run"
+            )
         if len(self._runs) >= MAX_RUNS:
             self._counts["refused"] += 1
-            raise ServerRefused(ErrorCode.OVERLOADED, f"{len(self._runs)} diagnostics runs are in progress",
-                                what="diagnostics/run")
+            raise ServerRefused(
+                ErrorCode.OVERLOADED,
+                f"{len(self._runs)} diagnostics runs are in progress",
+                what="diagnostics/run",
+            )
         accepted, unknown = self.runner.select(request.groups, request.checks)
-        task = asyncio.create_task(self._run(request, accepted, send), name=f"steun-diagnostics-run-{request.run_id}")
+        task = asyncio.create_task(
+            self._run(request, accepted, send), name=f"steun-diagnostics-run-{request.run_id}"
+        )
         self._runs[request.run_id] = task
         task.add_done_callback(lambda _: self._runs.pop(request.run_id, None))
         self._counts["runs"] += 1
@@ -167,7 +184,7 @@ class DiagnosticsCapability:
                 slots.release()
 
         try:
-            async with contextlib.aclosing(self.runner.run(accepted, request.policy)) as stream:
+            async with contextlib.aclosing(self.runner.run(accepted, request.policy)) as stream:  # type: ignore[type-var]
                 async for result in stream:
                     results.append(result)
                     self._counts["results"] += 1
@@ -196,13 +213,17 @@ class DiagnosticsCapability:
         except Exception as exc:
             log.warning("diagnostics run %s: done could not be sent: %s", request.run_id, exc)
 
-    def _done(self, run_id: str, results: list[CheckResult], started: float, *, cancelled: bool) -> DiagnosticsDone:
+    def _done(
+        self, run_id: str, results: list[CheckResult], started: float, *, cancelled: bool
+    ) -> DiagnosticsDone:
         return DiagnosticsDone(
             run_id=run_id,
             counts=dict(count_statuses(r.status for r in results)),
             checks=len({r.check_id for r in results}),
             results=len(results),
             wall_ms=round((time.perf_counter() - started) * 1000, 1),
-            timed_out=sorted({r.check_id for r in results if r.summary_key == "common.timeout"})[:MAX_CHECKS_PER_RUN],
+            timed_out=sorted({r.check_id for r in results if r.summary_key == "common.timeout"})[
+                :MAX_CHECKS_PER_RUN
+            ],
             cancelled=cancelled,
         )

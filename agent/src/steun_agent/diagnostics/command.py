@@ -15,8 +15,16 @@ from .errors import PermissionDenied, ProbeFailed, ProbeTimeout, ToolMissing
 
 #: Output kept per stream; the rest is dropped and the command stopped.
 DEFAULT_LIMIT = 512 * 1024
-_DENIED = ("permission denied", "operation not permitted", "must be root", "access denied",
-           "are not allowed", "insufficient privileges", "you must be root", "need to be root")
+_DENIED = (
+    "permission denied",
+    "operation not permitted",
+    "must be root",
+    "access denied",
+    "are not allowed",
+    "insufficient privileges",
+    "you must be root",
+    "need to be root",
+)
 _ENV = {"LC_ALL": "C", "LANG": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 

@@ -38,7 +38,9 @@ class Finding:
     detail: str = ""
 
 
-def grade_below(value: float, t: Mapping[str, float], warn: str = "warn_below", fail: str = "fail_below") -> Status:
+def grade_below(
+    value: float, t: Mapping[str, float], warn: str = "warn_below", fail: str = "fail_below"
+) -> Status:
     """``fail`` strictly below ``t[fail]``, ``warn`` strictly below ``t[warn]``, else ``pass``. A value
     exactly at a threshold passes it."""
     if fail in t and value < t[fail]:
@@ -113,7 +115,7 @@ class Check(abc.ABC, Generic[D]):
 
     @abc.abstractmethod
     async def probe(self, ctx: Context) -> D:
-        """Gather the data. Raise ``Unavailable``/``PermissionDenied``/``ProbeFailed`` for what cannot be had."""
+        """Gather the data; raise ``Unavailable``, ``PermissionDenied`` or ``ProbeFailed`` when it cannot."""
 
     @abc.abstractmethod
     def evaluate(self, data: D, t: Mapping[str, float]) -> list[Finding]:

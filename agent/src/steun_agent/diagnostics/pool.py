@@ -2,8 +2,8 @@
 
 Blocking calls (psutil, files in /proc and /sys, subprocesses, ``getaddrinfo``) run here, never in the event
 loop and never in asyncio's default executor: a probe that hangs must not starve the agent's other work. When
-the awaiting task gives up (its test timed out), a probe that is still running is *abandoned*: its thread keeps
-running until the call returns, but it no longer holds one of the ``workers`` slots. The executor has
+the awaiting task gives up (its test timed out), a probe that is still running is *abandoned*: its thread
+keeps running until the call returns, but it no longer holds one of the ``workers`` slots. The executor has
 ``workers + max_hung`` threads, so abandoned probes never delay new ones; once ``max_hung`` probes hang at
 the same time, new probes fail at once with ``PoolExhausted`` instead of queueing behind them.
 """

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 #: Results one test may report (one per item); the worst are kept when there are more.
 MAX_ITEMS_PER_CHECK = 64
 
+# Loaded (and checked) once at import, never later on a running event loop.
+CATALOGUE = load_catalogue()
+
 
 class Runner:
     def __init__(
@@ -54,7 +57,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend = backend
-        self.catalogue = catalogue or load_catalogue()
+        self.catalogue = catalogue or CATALOGUE
         self.pool = pool or ProbePool()
         self.sampler = sampler
         self.checks = {c.id: c for c in checks}
@@ -101,7 +104,9 @@ class Runner:
         for check_id in check_ids:
             check = self.checks.get(check_id)
             if check is not None:
-                task = asyncio.create_task(self._one(check, policy, timeout), name=f"steun-diagnostics-{check_id}")
+                task = asyncio.create_task(
+                    self._one(check, policy, timeout), name=f"steun-diagnostics-{check_id}"
+                )
                 tasks[task] = check_id
         pending = set(tasks)
         started = time.perf_counter()
@@ -131,11 +136,11 @@ class Runner:
     async def run_all(self, check_ids: Iterable[str], policy: Policy | None = None) -> list[CheckResult]:
         return [result async for result in self.run(check_ids, policy)]
 
-    async def _one(self, check: Check[Any], policy: Policy, timeout: float) -> list[CheckResult]:
+    async def _one(self, check: Check[Any], policy: Policy, limit: float) -> list[CheckResult]:
         started = time.perf_counter()
         spec = self.catalogue.check(check.id)
         thresholds = self.catalogue.thresholds(check.id, policy)
-        findings = await self._findings(check, spec, policy, thresholds, timeout)
+        findings = await self._findings(check, spec, policy, thresholds, limit)
         duration = (time.perf_counter() - started) * 1000
         if not findings:
             findings = [Finding("error", "common.failed", {"error": "the test produced no result"})]
@@ -145,14 +150,16 @@ class Runner:
         return [self._result(spec, f, thresholds, duration) for f in findings]
 
     async def _findings(
-        self, check: Check[Any], spec: CheckSpec, policy: Policy, thresholds: dict[str, float], timeout: float
+        self, check: Check[Any], spec: CheckSpec, policy: Policy, thresholds: dict[str, float], limit: float
     ) -> list[Finding]:
         if check.id in policy.disabled:
             return [Finding("not_applicable", "common.disabled")]
         if self.backend.name not in spec.platforms:
             return [Finding("not_applicable", "common.platform", {"platform": self.backend.name})]
-        ctx = Context(self.backend, self.pool, policy, self.catalogue, self.sampler, thresholds, timeout, self.clock)
-        cm = asyncio.timeout(timeout)
+        ctx = Context(
+            self.backend, self.pool, policy, self.catalogue, self.sampler, thresholds, limit, self.clock
+        )
+        cm = asyncio.timeout(limit)
         try:
             async with cm:
                 data = await check.probe(ctx)
@@ -160,7 +167,7 @@ class Runner:
         except TimeoutError as exc:
             if cm.expired():
                 self.timed_out.append(check.id)
-                return [Finding("error", "common.timeout", {"seconds": timeout})]
+                return [Finding("error", "common.timeout", {"seconds": limit})]
             return [Finding("error", "common.failed", {"error": clip(str(exc) or "timeout")})]
         except Unavailable as exc:
             return [Finding("not_applicable", exc.summary, exc.params, detail=exc.detail)]
@@ -174,7 +181,9 @@ class Runner:
             log.exception("diagnostics test %s failed", check.id)
             return [Finding("error", "common.failed", {"error": clip(f"{type(exc).__name__}: {exc}")})]
 
-    def _result(self, spec: CheckSpec, f: Finding, thresholds: Mapping[str, float], duration_ms: float) -> CheckResult:
+    def _result(
+        self, spec: CheckSpec, f: Finding, thresholds: Mapping[str, float], duration_ms: float
+    ) -> CheckResult:
         summary = f.summary if f.summary.startswith("common.") else f"{spec.id}.{f.summary}"
         return CheckResult(
             check_id=spec.id,

@@ -23,6 +23,7 @@ import ssl
 import struct
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import psutil
@@ -69,10 +70,43 @@ from ..errors import PermissionDenied, ProbeFailed, ToolMissing, Unavailable
 from ..versions import compare
 
 PSEUDO_FS = frozenset(
-    {"squashfs", "iso9660", "udf", "tmpfs", "devtmpfs", "overlay", "aufs", "proc", "sysfs", "cgroup",
-     "cgroup2", "devpts", "debugfs", "tracefs", "securityfs", "pstore", "bpf", "autofs", "mqueue",
-     "hugetlbfs", "fusectl", "configfs", "ramfs", "nsfs", "efivarfs", "binfmt_misc", "rpc_pipefs", "fuse.portal",
-     "fuse.gvfsd-fuse", "nfs", "nfs4", "cifs", "smb3", "9p", "virtiofs"}
+    {
+        "squashfs",
+        "iso9660",
+        "udf",
+        "tmpfs",
+        "devtmpfs",
+        "overlay",
+        "aufs",
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "devpts",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "pstore",
+        "bpf",
+        "autofs",
+        "mqueue",
+        "hugetlbfs",
+        "fusectl",
+        "configfs",
+        "ramfs",
+        "nsfs",
+        "efivarfs",
+        "binfmt_misc",
+        "rpc_pipefs",
+        "fuse.portal",
+        "fuse.gvfsd-fuse",
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "9p",
+        "virtiofs",
+    }
 )
 CPU_SENSORS = ("coretemp", "k10temp", "zenpower", "cpu_thermal", "cpu-thermal", "soc_thermal", "x86_pkg_temp")
 DISK_SENSORS = ("drivetemp", "nvme")
@@ -147,8 +181,12 @@ class LinuxDiagnostics:
                 continue
             total = st.f_blocks * st.f_frsize
             volume = Volume(
-                mountpoint=part.mountpoint, device=part.device, fstype=part.fstype, total=total,
-                free=st.f_bavail * st.f_frsize, inodes_total=st.f_files or None,
+                mountpoint=part.mountpoint,
+                device=part.device,
+                fstype=part.fstype,
+                total=total,
+                free=st.f_bavail * st.f_frsize,
+                inodes_total=st.f_files or None,
                 inodes_free=st.f_favail if st.f_files else None,
             )
             key = (part.device, total)
@@ -171,6 +209,10 @@ class LinuxDiagnostics:
         idle = t.idle + getattr(t, "iowait", 0.0)
         return CpuTimes(busy=total - idle, total=total, cores=psutil.cpu_count() or 1)
 
+    def own_cpu_seconds(self) -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
     def batteries(self) -> list[Battery]:
         root = Path("/sys/class/power_supply")
         if not root.is_dir():
@@ -185,15 +227,24 @@ class LinuxDiagnostics:
             status = _read_or(s / "status")
             plugged = on_mains if on_mains is not None else (status not in ("Discharging", "") or None)
             full = _number(_read_or(s / "energy_full")) or _number(_read_or(s / "charge_full"))
-            design = _number(_read_or(s / "energy_full_design")) or _number(_read_or(s / "charge_full_design"))
+            design = _number(_read_or(s / "energy_full_design")) or _number(
+                _read_or(s / "charge_full_design")
+            )
             now = _number(_read_or(s / "energy_now")) or _number(_read_or(s / "charge_now"))
             rate = _number(_read_or(s / "power_now")) or _number(_read_or(s / "current_now"))
             seconds = int(now / rate * 3600) if now and rate and status == "Discharging" else None
             cycles = _number(_read_or(s / "cycle_count"))
-            result.append(Battery(
-                name=s.name, percent=_number(_read_or(s / "capacity")), plugged=plugged, seconds_left=seconds,
-                energy_full=full, energy_full_design=design, cycles=int(cycles) if cycles else None,
-            ))
+            result.append(
+                Battery(
+                    name=s.name,
+                    percent=_number(_read_or(s / "capacity")),
+                    plugged=plugged,
+                    seconds_left=seconds,
+                    energy_full=full,
+                    energy_full_design=design,
+                    cycles=int(cycles) if cycles else None,
+                )
+            )
         return result
 
     def temperatures(self) -> list[Temperature]:
@@ -218,7 +269,9 @@ class LinuxDiagnostics:
         disks = [line.split()[0] for line in listing.stdout.splitlines() if line.split()[1:2] == ["disk"]]
         result = []
         for name in disks[:8]:
-            out = command.run(["smartctl", "-H", "-A", "-i", "-j", f"/dev/{name}"], timeout=self.command_timeout)
+            out = command.run(
+                ["smartctl", "-H", "-A", "-i", "-j", f"/dev/{name}"], timeout=self.command_timeout
+            )
             try:
                 data = json.loads(out.stdout or "{}")
             except json.JSONDecodeError:
@@ -232,8 +285,14 @@ class LinuxDiagnostics:
             for attr in data.get("ata_smart_attributes", {}).get("table", []):
                 if attr.get("id") == 5:
                     reallocated = int(attr.get("raw", {}).get("value", 0))
-            result.append(SmartDisk(f"/dev/{name}", str(data.get("model_name", "?"))[:128], bool(status["passed"]),
-                                    reallocated))
+            result.append(
+                SmartDisk(
+                    f"/dev/{name}",
+                    str(data.get("model_name", "?"))[:128],
+                    bool(status["passed"]),
+                    reallocated,
+                )
+            )
         return result
 
     def printers(self) -> list[Printer]:
@@ -284,8 +343,15 @@ class LinuxDiagnostics:
             times, mem = info.get("cpu_times"), info.get("memory_info")
             if times is None or mem is None:
                 continue
-            result.append(ProcTimes(p.pid, info.get("name") or "?", info.get("create_time") or 0.0,
-                                    times.user + times.system, mem.rss))
+            result.append(
+                ProcTimes(
+                    p.pid,
+                    info.get("name") or "?",
+                    info.get("create_time") or 0.0,
+                    times.user + times.system,
+                    mem.rss,
+                )
+            )
         return result
 
     # ------------------------------------------------------------------ operating system
@@ -300,7 +366,9 @@ class LinuxDiagnostics:
             missing = kernel
         if not required and command.which("needs-restarting") is not None:  # Fedora, RHEL
             with contextlib.suppress(ProbeFailed):
-                required = command.run(["needs-restarting", "-r"], timeout=self.command_timeout).returncode == 1
+                required = (
+                    command.run(["needs-restarting", "-r"], timeout=self.command_timeout).returncode == 1
+                )
         return RebootState(required, packages, missing)
 
     def boot_time(self) -> float:
@@ -313,8 +381,12 @@ class LinuxDiagnostics:
             key, sep, value = line.partition("=")
             if sep:
                 fields[key.strip()] = value.strip().strip('"').strip("'")
-        return OsRelease(fields.get("ID", "linux"), fields.get("VERSION_ID", ""),
-                         fields.get("PRETTY_NAME", "Linux"), tuple(fields.get("ID_LIKE", "").split()))
+        return OsRelease(
+            fields.get("ID", "linux"),
+            fields.get("VERSION_ID", ""),
+            fields.get("PRETTY_NAME", "Linux"),
+            tuple(fields.get("ID_LIKE", "").split()),
+        )
 
     def updates(self) -> Updates:
         if command.which("apt-get") is not None:
@@ -323,7 +395,9 @@ class LinuxDiagnostics:
             out = command.run(["dnf", "-q", "--cacheonly", "check-update"], timeout=self.command_timeout)
             pending = None
             if out.returncode in (0, 100):
-                pending = len([line for line in out.stdout.splitlines() if line.strip() and not line.startswith(" ")])
+                pending = len(
+                    [line for line in out.stdout.splitlines() if line.strip() and not line.startswith(" ")]
+                )
             last = _mtime("/var/lib/rpm") or _mtime("/var/lib/rpm/rpmdb.sqlite")
             return Updates(pending, None, last)
         raise ToolMissing("apt-get / dnf")
@@ -333,8 +407,11 @@ class LinuxDiagnostics:
         have_lists = lists.is_dir() and any(p.name.endswith("Packages") for p in lists.iterdir())
         pending = security = None
         if have_lists:
-            out = command.run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"],
-                              timeout=self.command_timeout, check=True)
+            out = command.run(
+                ["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"],
+                timeout=self.command_timeout,
+                check=True,
+            )
             installs = [line for line in out.stdout.splitlines() if line.startswith("Inst ")]
             pending = len(installs)
             security = sum(1 for line in installs if "security" in line.lower())
@@ -343,28 +420,51 @@ class LinuxDiagnostics:
     def services(self, names: list[str]) -> list[ServiceState]:
         if not _systemd():
             raise Unavailable("common.no_systemd")
-        out = command.run(["systemctl", "show", "--property=Id,LoadState,ActiveState,SubState", "--", *names],
-                          timeout=self.command_timeout, check=True)
+        out = command.run(
+            ["systemctl", "show", "--property=Id,LoadState,ActiveState,SubState", "--", *names],
+            timeout=self.command_timeout,
+            check=True,
+        )
         blocks = [b for b in out.stdout.strip().split("\n\n") if b.strip()]
         result = []
         for name, block in zip(names, blocks, strict=False):
             props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
             exists = props.get("LoadState", "not-found") not in ("not-found", "masked")
-            result.append(ServiceState(name, exists, props.get("ActiveState", "unknown"), props.get("SubState", "")))
+            result.append(
+                ServiceState(name, exists, props.get("ActiveState", "unknown"), props.get("SubState", ""))
+            )
         return result
 
     def failed_units(self) -> list[str]:
         if not _systemd():
             raise Unavailable("common.no_systemd")
-        out = command.run(["systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"],
-                          timeout=self.command_timeout, check=True)
+        out = command.run(
+            ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"],
+            timeout=self.command_timeout,
+            check=True,
+        )
         return [line.split()[0] for line in out.stdout.splitlines() if line.strip()][:256]
 
     def log_errors(self, hours: float) -> LogErrors:
         if not _systemd():
             raise Unavailable("common.no_systemd")
-        out = command.run(["journalctl", "-p", "3", "-q", "--no-pager", "-o", "cat", f"--since=-{int(hours)}h",
-                           "-n", str(MAX_LINES + 1)], timeout=self.command_timeout, limit=1 << 20, check=True)
+        out = command.run(
+            [
+                "journalctl",
+                "-p",
+                "3",
+                "-q",
+                "--no-pager",
+                "-o",
+                "cat",
+                f"--since=-{int(hours)}h",
+                "-n",
+                str(MAX_LINES + 1),
+            ],
+            timeout=self.command_timeout,
+            limit=1 << 20,
+            check=True,
+        )
         if "not seeing messages from other users" in out.stderr:
             raise PermissionDenied("the system journal")
         lines = [line for line in out.stdout.splitlines() if line.strip()]
@@ -380,8 +480,10 @@ class LinuxDiagnostics:
         count, latest, sources = 0, None, 0
         if command.which("coredumpctl") is not None and _systemd():
             sources += 1
-            out = command.run(["coredumpctl", "list", "--no-legend", "--no-pager", f"--since=-{int(days * 24)}h"],
-                              timeout=self.command_timeout)
+            out = command.run(
+                ["coredumpctl", "list", "--no-legend", "--no-pager", f"--since=-{int(days * 24)}h"],
+                timeout=self.command_timeout,
+            )
             lines = [line for line in out.stdout.splitlines() if line.strip()]
             count += len(lines)
             if lines:
@@ -403,8 +505,9 @@ class LinuxDiagnostics:
     def clock_sync(self) -> ClockSync:
         if _systemd() and command.which("timedatectl") is not None:
             with contextlib.suppress(ProbeFailed):
-                out = command.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-                                  timeout=self.command_timeout)
+                out = command.run(
+                    ["timedatectl", "show", "-p", "NTPSynchronized", "--value"], timeout=self.command_timeout
+                )
                 if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
                     return ClockSync(out.stdout.strip() == "yes", "timedatectl")
         if Path("/run/systemd/timesync/synchronized").exists():
@@ -426,14 +529,16 @@ class LinuxDiagnostics:
     def hostname(self) -> str:
         return socket.gethostname()
 
-    def resolve(self, name: str) -> list[str]:
+    def resolve(self, name: str) -> tuple[list[str], float]:
+        started = time.perf_counter()  # timed here, not in the caller: waiting for a pool slot is not DNS
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        elapsed = (time.perf_counter() - started) * 1000
         addresses: list[str] = []
         for info in infos:
             address = str(info[4][0])
             if address not in addresses:
                 addresses.append(address)
-        return addresses
+        return addresses, elapsed
 
     def file_handles(self) -> FileHandles:
         parts = _read("/proc/sys/fs/file-nr").split()
@@ -445,16 +550,20 @@ class LinuxDiagnostics:
     def packages(self, names: list[str]) -> dict[str, str | None]:
         found: dict[str, str | None] = dict.fromkeys(names)
         if command.which("dpkg-query") is not None:
-            out = command.run(["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Status}\t${Version}\n", "--", *names],
-                              timeout=self.command_timeout)
+            out = command.run(
+                ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Status}\t${Version}\n", "--", *names],
+                timeout=self.command_timeout,
+            )
             for line in out.stdout.splitlines():
-                package, status, version = (line.split("\t") + ["", ""])[:3]
+                package, status, version = [*line.split("\t"), "", ""][:3]
                 if package in found and status == "installed":
                     found[package] = version
             return found
         if command.which("rpm") is not None:
-            out = command.run(["rpm", "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n", "--", *names],
-                              timeout=self.command_timeout)
+            out = command.run(
+                ["rpm", "-q", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n", "--", *names],
+                timeout=self.command_timeout,
+            )
             for line in out.stdout.splitlines():
                 package, _, version = line.partition("\t")
                 if package in found and version:
@@ -483,8 +592,11 @@ class LinuxDiagnostics:
         if not desktop_session():
             raise Unavailable("common.no_desktop")
         candidates = [home / ".config/mimeapps.list" for home in _homes()]
-        candidates += [Path("/etc/xdg/mimeapps.list"), Path("/usr/share/applications/mimeapps.list"),
-                       Path("/usr/share/applications/defaults.list")]
+        candidates += [
+            Path("/etc/xdg/mimeapps.list"),
+            Path("/usr/share/applications/mimeapps.list"),
+            Path("/usr/share/applications/defaults.list"),
+        ]
         for path in candidates:
             for line in _read_or(path).splitlines():
                 key, _, value = line.partition("=")
@@ -513,9 +625,19 @@ class LinuxDiagnostics:
                     ip = ipaddress.ip_address(a.address.split("%")[0])
                     if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
                         usable.append(str(ip))
-            wireless = Path(f"/sys/class/net/{name}/wireless").exists() or Path(f"/sys/class/net/{name}/phy80211").exists()
-            result.append(Interface(name, bool(st and st.isup), tuple(usable[:16]),
-                                    st.mtu if st is not None and st.mtu > 0 else None, wireless))
+            wireless = (
+                Path(f"/sys/class/net/{name}/wireless").exists()
+                or Path(f"/sys/class/net/{name}/phy80211").exists()
+            )
+            result.append(
+                Interface(
+                    name,
+                    bool(st and st.isup),
+                    tuple(usable[:16]),
+                    st.mtu if st is not None and st.mtu > 0 else None,
+                    wireless,
+                )
+            )
         return result[:256]
 
     def gateways(self) -> list[Gateway]:
@@ -566,7 +688,7 @@ class LinuxDiagnostics:
                 sock.settimeout(remaining)
                 data, _ = sock.recvfrom(2048)
                 if sock.type == socket.SOCK_RAW and not v6:
-                    data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 sockets include the IP header
+                    data = data[(data[0] & 0x0F) * 4 :]  # raw IPv4 sockets include the IP header
                 if len(data) >= 8 and data[0] == (129 if v6 else 0):
                     _, _, _, _, got_seq = struct.unpack("!BBHHH", data[:8])
                     if got_seq == seq:
@@ -589,7 +711,9 @@ class LinuxDiagnostics:
         for name, c in psutil.net_io_counters(pernic=True).items():
             if name == "lo":
                 continue
-            result[name] = NicCounters(c.packets_recv + c.packets_sent, c.errin + c.errout, c.dropin + c.dropout)
+            result[name] = NicCounters(
+                c.packets_recv + c.packets_sent, c.errin + c.errout, c.dropin + c.dropout
+            )
         return result
 
     def wifi(self) -> list[WifiLink]:
@@ -603,7 +727,11 @@ class LinuxDiagnostics:
                     continue  # not associated
                 if level > 0:  # some drivers report 256-based values
                     level -= 256
-                links.append(WifiLink(name.strip(), level, round(min(100.0, quality / 70 * 100), 1) if quality else None))
+                links.append(
+                    WifiLink(
+                        name.strip(), level, round(min(100.0, quality / 70 * 100), 1) if quality else None
+                    )
+                )
         return links
 
     def proxies(self) -> list[ProxySetting]:
@@ -614,7 +742,9 @@ class LinuxDiagnostics:
                 found.append(ProxySetting(value, var))
         for line in _read_or("/etc/environment").splitlines():
             key, _, value = line.partition("=")
-            if key.strip().lower() in ("https_proxy", "http_proxy", "all_proxy") and value.strip().strip("\"'"):
+            if key.strip().lower() in ("https_proxy", "http_proxy", "all_proxy") and value.strip().strip(
+                "\"'"
+            ):
                 found.append(ProxySetting(value.strip().strip("\"'"), "/etc/environment"))
         apt = Path("/etc/apt/apt.conf.d")
         if apt.is_dir():
@@ -624,9 +754,9 @@ class LinuxDiagnostics:
                         found.append(ProxySetting(m.group(1), "apt"))
         return found[:16]
 
-    async def tcp_connect(self, address: str, port: int, timeout: float) -> float:
+    async def tcp_connect(self, address: str, port: int, within: float) -> float:
         started = time.perf_counter()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             _, writer = await asyncio.open_connection(address, port)
         elapsed = (time.perf_counter() - started) * 1000
         writer.close()
@@ -634,10 +764,10 @@ class LinuxDiagnostics:
             await asyncio.wait_for(writer.wait_closed(), 0.2)
         return elapsed
 
-    async def https_probe(self, address: str, port: int, host: str, path: str, timeout: float) -> HttpsInfo:
-        context = self._ssl if self._ssl is not None else await asyncio.to_thread(self._ssl_context)
+    async def https_probe(self, address: str, port: int, host: str, path: str, within: float) -> HttpsInfo:
+        context = self._ssl or self.prepare_tls()
         started = time.perf_counter()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             reader, writer = await asyncio.open_connection(address, port, ssl=context, server_hostname=host)
             try:
                 latency = (time.perf_counter() - started) * 1000
@@ -647,9 +777,12 @@ class LinuxDiagnostics:
                     raise ssl.SSLError("the server sent no certificate")
                 not_after = float(ssl.cert_time_to_seconds(str(cert["notAfter"])))
                 status = None
-                request = f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: steun-agent\r\nConnection: close\r\n\r\n"
+                request = f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: steun-agent\r\n"
+                request += "Connection: close\r\n\r\n"
                 writer.write(request.encode("ascii", "replace"))
-                with contextlib.suppress(OSError, ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                with contextlib.suppress(
+                    OSError, ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError
+                ):
                     line = await reader.readline()
                     m = re.match(rb"HTTP/\d(?:\.\d)? (\d{3})", line)
                     status = int(m.group(1)) if m else None
@@ -657,7 +790,7 @@ class LinuxDiagnostics:
                 writer.close()
         return HttpsInfo(status, not_after, latency)
 
-    def _ssl_context(self) -> ssl.SSLContext:
+    def prepare_tls(self) -> ssl.SSLContext:
         """One verifying context per backend (loading the CA store costs tens of milliseconds)."""
         with self._ssl_lock:
             if self._ssl is None:
@@ -675,7 +808,9 @@ class LinuxDiagnostics:
             if out.denied or "need to be root" in out.stderr:
                 raise PermissionDenied("ufw status")
             if "Status: active" in out.stdout:
-                rules = sum(1 for line in out.stdout.splitlines() if re.search(r"\b(ALLOW|DENY|REJECT|LIMIT)\b", line))
+                rules = sum(
+                    1 for line in out.stdout.splitlines() if re.search(r"\b(ALLOW|DENY|REJECT|LIMIT)\b", line)
+                )
                 return Firewall("ufw", True, rules)
         if command.which("firewall-cmd") is not None:
             out = command.run(["firewall-cmd", "--state"], timeout=self.command_timeout)
@@ -697,16 +832,25 @@ class LinuxDiagnostics:
                 raise PermissionDenied("iptables -S")
             lines = out.stdout.splitlines()
             rules = sum(1 for line in lines if line.startswith("-A"))
-            policy_drop = any(line.startswith("-P") and line.split()[-1] in ("DROP", "REJECT") for line in lines)
+            policy_drop = any(
+                line.startswith("-P") and line.split()[-1] in ("DROP", "REJECT") for line in lines
+            )
             return Firewall("iptables", bool(rules or policy_drop), rules)
         return Firewall(None, False)
 
     def antivirus(self) -> Antivirus:
-        present = any(command.which(t) for t in ("clamscan", "clamd", "freshclam")) or Path("/var/lib/clamav").is_dir()
+        present = (
+            any(command.which(t) for t in ("clamscan", "clamd", "freshclam"))
+            or Path("/var/lib/clamav").is_dir()
+        )
         if not present:
             raise Unavailable("none")
-        running = any((p.info.get("name") or "") in ("clamd", "freshclam") for p in psutil.process_iter(["name"]))
-        databases = [p for p in Path("/var/lib/clamav").glob("*.c[lv]d")] if Path("/var/lib/clamav").is_dir() else []
+        running = any(
+            (p.info.get("name") or "") in ("clamd", "freshclam") for p in psutil.process_iter(["name"])
+        )
+        databases = (
+            [p for p in Path("/var/lib/clamav").glob("*.c[lv]d")] if Path("/var/lib/clamav").is_dir() else []
+        )
         newest = max((p.stat().st_mtime for p in databases), default=None)
         age = (time.time() - newest) / 86400 if newest is not None else None
         return Antivirus("ClamAV", running, age)
@@ -716,8 +860,11 @@ class LinuxDiagnostics:
         if root is None or not root.device.startswith("/dev/"):
             fstype = root.fstype if root is not None else "?"
             raise Unavailable("common.unreadable", what=f"the system volume ({fstype})")
-        out = command.run(["lsblk", "-J", "-s", "-o", "NAME,TYPE,FSTYPE", root.device], timeout=self.command_timeout,
-                          check=True)
+        out = command.run(
+            ["lsblk", "-J", "-s", "-o", "NAME,TYPE,FSTYPE", root.device],
+            timeout=self.command_timeout,
+            check=True,
+        )
         text = out.stdout
         if '"crypt"' in text or "crypto_LUKS" in text:
             return Encryption("/", True, "LUKS")
@@ -750,10 +897,13 @@ class LinuxDiagnostics:
             return ScreenLock(True, None)
         if os.geteuid() == 0:
             return ScreenLock(True, None)  # the root service cannot read the signed-in user's settings
-        lock = command.run(["gsettings", "get", "org.gnome.desktop.screensaver", "lock-enabled"],
-                           timeout=self.command_timeout)
-        idle = command.run(["gsettings", "get", "org.gnome.desktop.session", "idle-delay"],
-                           timeout=self.command_timeout)
+        lock = command.run(
+            ["gsettings", "get", "org.gnome.desktop.screensaver", "lock-enabled"],
+            timeout=self.command_timeout,
+        )
+        idle = command.run(
+            ["gsettings", "get", "org.gnome.desktop.session", "idle-delay"], timeout=self.command_timeout
+        )
         if lock.returncode != 0 or idle.returncode != 0:
             return ScreenLock(True, None)
         seconds = re.search(r"(\d+)", idle.stdout)
@@ -796,19 +946,24 @@ class LinuxDiagnostics:
         return result[:1024]
 
     def certificate_store(self) -> CertStore:
-        candidates = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-                      ssl.get_default_verify_paths().openssl_cafile or ""]
+        candidates = [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            ssl.get_default_verify_paths().openssl_cafile or "",
+        ]
         path = next((p for p in candidates if p and os.path.exists(p)), candidates[0])
         if not os.path.exists(path):
             return CertStore(path, False)
         from cryptography import x509
 
         data = _read(path, 8 << 20).encode()
+        # Old CA certificates with negative serial numbers are still trusted; the warning is not ours to show.
+        warnings.filterwarnings("ignore", message="Parsed a serial number", module=r"steun_agent\.")
         try:
             certs = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
             raise ProbeFailed(f"{path}: {exc}") from None
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         expired = sum(1 for c in certs if c.not_valid_after_utc < now)
         added = sorted(p.name for p in Path("/usr/local/share/ca-certificates").rglob("*.crt"))
         added += sorted(p.name for p in Path("/etc/pki/ca-trust/source/anchors").glob("*"))
@@ -821,7 +976,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def _kernel_clock_state() -> bool | None:
@@ -877,6 +1032,8 @@ def _homes() -> list[Path]:
 
 def _nft_rule(line: str) -> bool:
     s = line.strip()
-    if not s or s.startswith(("table ", "chain ", "type ", "policy ", "}", "set ", "map ", "elements", "flags ")):
+    if not s or s.startswith(
+        ("table ", "chain ", "type ", "policy ", "}", "set ", "map ", "elements", "flags ")
+    ):
         return False
     return not s.endswith("{")

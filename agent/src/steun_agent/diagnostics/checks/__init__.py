@@ -8,7 +8,11 @@ from ..model import Check
 from . import hardware, network, security, software, system
 
 ALL_CHECKS: tuple[Check[Any], ...] = (
-    *hardware.CHECKS, *system.CHECKS, *software.CHECKS, *network.CHECKS, *security.CHECKS,
+    *hardware.CHECKS,
+    *system.CHECKS,
+    *software.CHECKS,
+    *network.CHECKS,
+    *security.CHECKS,
 )
 BY_ID: dict[str, Check[Any]] = {check.id: check for check in ALL_CHECKS}
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import Battery, InputDevices, Printer, SmartDisk, Temperature, Volume
+from ..backend import Battery, CpuTimes, InputDevices, Printer, SmartDisk, Temperature, Volume
 from ..errors import Unavailable
 from ..model import Check, Context, Finding, clip, gib, grade_at, grade_below, rnd
 
@@ -32,12 +32,20 @@ class DiskFree(Check[list[Volume]]):
                 Finding(
                     grade_below(free, t),
                     "level",
-                    {"free_percent": rnd(free), "volume": clip(v.mountpoint),
-                     "free_gib": gib(v.free), "total_gib": gib(v.total)},
+                    {
+                        "free_percent": rnd(free),
+                        "volume": clip(v.mountpoint),
+                        "free_gib": gib(v.free),
+                        "total_gib": gib(v.total),
+                    },
                     subject=clip(v.mountpoint),
                     value=rnd(free, 2),
-                    measured={"free_bytes": v.free, "total_bytes": v.total, "device": clip(v.device),
-                              "fstype": clip(v.fstype)},
+                    measured={
+                        "free_bytes": v.free,
+                        "total_bytes": v.total,
+                        "device": clip(v.device),
+                        "fstype": clip(v.fstype),
+                    },
                 )
             )
         return findings
@@ -90,8 +98,15 @@ class DiskFillTime(Check[FillData]):
             rate = -slope(points) * 3600  # bytes per hour, positive when filling
             subject = clip(mountpoint)
             if rate < STEADY_BYTES_PER_HOUR:
-                findings.append(Finding("pass", "steady", {"volume": subject, "minutes": round(data.minutes)},
-                                        subject=subject, measured={"rate_bytes_h": round(rate)}))
+                findings.append(
+                    Finding(
+                        "pass",
+                        "steady",
+                        {"volume": subject, "minutes": round(data.minutes)},
+                        subject=subject,
+                        measured={"rate_bytes_h": round(rate)},
+                    )
+                )
                 continue
             hours = free / rate
             findings.append(
@@ -101,7 +116,11 @@ class DiskFillTime(Check[FillData]):
                     {"volume": subject, "rate_gib_h": round(rate / 1024**3, 2), "hours": rnd(hours)},
                     subject=subject,
                     value=rnd(hours, 2),
-                    measured={"rate_bytes_h": round(rate), "free_bytes": free, "minutes": round(data.minutes)},
+                    measured={
+                        "rate_bytes_h": round(rate),
+                        "free_bytes": free,
+                        "minutes": round(data.minutes),
+                    },
                 )
             )
         return findings
@@ -123,7 +142,9 @@ class MemoryUsage(Check[Average]):
         if len(window) >= 2:
             values = [s.snapshot.memory.percent for s in window]
             span = window[-1].at - window[0].at
-            return Average(sum(values) / len(values), len(values), span, gib(window[-1].snapshot.memory.available))
+            return Average(
+                sum(values) / len(values), len(values), span, gib(window[-1].snapshot.memory.available)
+            )
         readings = []
         for i in range(QUICK_MEMORY_SAMPLES):
             if i:
@@ -138,8 +159,12 @@ class MemoryUsage(Check[Average]):
             Finding(
                 grade_at(data.percent, t),
                 "level",
-                {"percent": rnd(data.percent), "samples": data.samples, "seconds": round(data.seconds),
-                 "available_gib": data.extra},
+                {
+                    "percent": rnd(data.percent),
+                    "samples": data.samples,
+                    "seconds": rnd(data.seconds),
+                    "available_gib": data.extra,
+                },
                 value=rnd(data.percent, 2),
                 measured={"samples": data.samples, "seconds": rnd(data.seconds), "available_gib": data.extra},
             )
@@ -155,13 +180,15 @@ class CpuLoad(Check[Average]):
         if len(window) >= 2:
             first, last = window[0].snapshot.cpu, window[-1].snapshot.cpu
             n, span = len(window), window[-1].at - window[0].at
+            own = 0.0
         else:
-            first = await ctx.call(ctx.backend.cpu_times)
+            # Without history the sample overlaps this very run: leave the agent's own work out of it.
+            first, own_before = await ctx.call(_cpu_and_own, ctx)
             await ctx.sleep(self.QUICK_SECONDS)
-            last = await ctx.call(ctx.backend.cpu_times)
-            n, span = 2, self.QUICK_SECONDS
+            last, own_after = await ctx.call(_cpu_and_own, ctx)
+            n, span, own = 2, self.QUICK_SECONDS, max(0.0, own_after - own_before)
         total = last.total - first.total
-        busy = last.busy - first.busy
+        busy = max(0.0, last.busy - first.busy - own)
         percent = min(100.0, max(0.0, 100.0 * busy / total)) if total > 0 else 0.0
         return Average(percent, n, span, float(last.cores))
 
@@ -175,6 +202,10 @@ class CpuLoad(Check[Average]):
                 measured={"samples": data.samples, "seconds": rnd(data.seconds), "cores": int(data.extra)},
             )
         ]
+
+
+def _cpu_and_own(ctx: Context) -> tuple[CpuTimes, float]:
+    return ctx.backend.cpu_times(), ctx.backend.own_cpu_seconds()
 
 
 class SwapUsage(Check[tuple[int, int]]):
@@ -213,17 +244,33 @@ class BatteryCharge(Check[list[Battery]]):
         for b in data:
             subject = clip(b.name)
             if b.percent is None:
-                findings.append(Finding("error", "common.unreadable", {"what": f"{subject} charge"}, subject=subject))
+                findings.append(
+                    Finding("error", "common.unreadable", {"what": f"{subject} charge"}, subject=subject)
+                )
                 continue
             measured = {"plugged": b.plugged, "seconds_left": b.seconds_left}
             if b.plugged:
-                findings.append(Finding("pass", "plugged", {"percent": rnd(b.percent)}, subject=subject,
-                                        value=rnd(b.percent), measured=measured))
+                findings.append(
+                    Finding(
+                        "pass",
+                        "plugged",
+                        {"percent": rnd(b.percent)},
+                        subject=subject,
+                        value=rnd(b.percent),
+                        measured=measured,
+                    )
+                )
                 continue
             minutes = b.seconds_left // 60 if b.seconds_left is not None and b.seconds_left >= 0 else None
             findings.append(
-                Finding(grade_below(b.percent, t), "discharging", {"percent": rnd(b.percent), "minutes_left": minutes},
-                        subject=subject, value=rnd(b.percent), measured=measured)
+                Finding(
+                    grade_below(b.percent, t),
+                    "discharging",
+                    {"percent": rnd(b.percent), "minutes_left": minutes},
+                    subject=subject,
+                    value=rnd(b.percent),
+                    measured=measured,
+                )
             )
         return findings
 
@@ -245,10 +292,18 @@ class BatteryHealth(Check[list[Battery]]):
                 continue
             health = 100.0 * b.energy_full / b.energy_full_design
             findings.append(
-                Finding(grade_below(health, t), "level", {"percent": rnd(health), "cycles": b.cycles},
-                        subject=subject, value=rnd(health),
-                        measured={"energy_full": b.energy_full, "energy_full_design": b.energy_full_design,
-                                  "cycles": b.cycles})
+                Finding(
+                    grade_below(health, t),
+                    "level",
+                    {"percent": rnd(health), "cycles": b.cycles},
+                    subject=subject,
+                    value=rnd(health),
+                    measured={
+                        "energy_full": b.energy_full,
+                        "energy_full_design": b.energy_full_design,
+                        "cycles": b.cycles,
+                    },
+                )
             )
         return findings
 
@@ -265,8 +320,13 @@ class CpuTemperature(Check[list[Temperature]]):
             return [Finding("not_applicable", "none")]
         hottest = max(cpu, key=lambda s: s.celsius)
         return [
-            Finding(grade_at(hottest.celsius, t), "level", {"celsius": rnd(hottest.celsius), "sensor": clip(hottest.sensor)},
-                    value=rnd(hottest.celsius), measured={"sensors": len(cpu)})
+            Finding(
+                grade_at(hottest.celsius, t),
+                "level",
+                {"celsius": rnd(hottest.celsius), "sensor": clip(hottest.sensor)},
+                value=rnd(hottest.celsius),
+                measured={"sensors": len(cpu)},
+            )
         ]
 
 
@@ -281,8 +341,13 @@ class DiskTemperature(Check[list[Temperature]]):
         if not disks:
             return [Finding("not_applicable", "none")]
         return [
-            Finding(grade_at(s.celsius, t), "level", {"disk": clip(s.sensor), "celsius": rnd(s.celsius)},
-                    subject=clip(s.sensor), value=rnd(s.celsius))
+            Finding(
+                grade_at(s.celsius, t),
+                "level",
+                {"disk": clip(s.sensor), "celsius": rnd(s.celsius)},
+                subject=clip(s.sensor),
+                value=rnd(s.celsius),
+            )
             for s in disks
         ]
 
@@ -301,14 +366,28 @@ class SmartHealth(Check[list[SmartDisk]]):
             subject, params = clip(d.device), {"model": clip(d.model)}
             measured = {"passed": d.passed, "reallocated": d.reallocated}
             if d.passed is None:
-                findings.append(Finding("error", "common.unreadable", {"what": f"SMART {subject}"}, subject=subject))
+                findings.append(
+                    Finding("error", "common.unreadable", {"what": f"SMART {subject}"}, subject=subject)
+                )
             elif not d.passed:
-                findings.append(Finding("fail", "failed", params, subject=subject, value=False, measured=measured))
+                findings.append(
+                    Finding("fail", "failed", params, subject=subject, value=False, measured=measured)
+                )
             elif d.reallocated is not None and grade_at(d.reallocated, t) != "pass":
-                findings.append(Finding("warn", "sectors", {**params, "reallocated": d.reallocated},
-                                        subject=subject, value=True, measured=measured))
+                findings.append(
+                    Finding(
+                        "warn",
+                        "sectors",
+                        {**params, "reallocated": d.reallocated},
+                        subject=subject,
+                        value=True,
+                        measured=measured,
+                    )
+                )
             else:
-                findings.append(Finding("pass", "passed", params, subject=subject, value=True, measured=measured))
+                findings.append(
+                    Finding("pass", "passed", params, subject=subject, value=True, measured=measured)
+                )
         return findings
 
 
@@ -327,7 +406,9 @@ class PrinterQueue(Check[list[Printer]]):
             if not p.enabled:
                 findings.append(Finding("fail", "stopped", {"jobs": p.jobs}, subject=subject, value=p.jobs))
             else:
-                findings.append(Finding(grade_at(p.jobs, t), "ready", {"jobs": p.jobs}, subject=subject, value=p.jobs))
+                findings.append(
+                    Finding(grade_at(p.jobs, t), "ready", {"jobs": p.jobs}, subject=subject, value=p.jobs)
+                )
         return findings
 
 
@@ -350,6 +431,16 @@ class InputDevicesCheck(Check[InputDevices]):
 
 
 CHECKS: tuple[Check[Any], ...] = (
-    DiskFree(), DiskFillTime(), MemoryUsage(), CpuLoad(), SwapUsage(), BatteryCharge(), BatteryHealth(),
-    CpuTemperature(), DiskTemperature(), SmartHealth(), PrinterQueue(), InputDevicesCheck(),
+    DiskFree(),
+    DiskFillTime(),
+    MemoryUsage(),
+    CpuLoad(),
+    SwapUsage(),
+    BatteryCharge(),
+    BatteryHealth(),
+    CpuTemperature(),
+    DiskTemperature(),
+    SmartHealth(),
+    PrinterQueue(),
+    InputDevicesCheck(),
 )

@@ -32,7 +32,7 @@ def reason_of(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer (timeout)"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return clip(exc.verify_message or str(exc))
+        return clip(getattr(exc, "verify_message", None) or str(exc))
     if isinstance(exc, OSError) and exc.strerror:
         return clip(exc.strerror)
     return clip(str(exc) or type(exc).__name__)
@@ -41,7 +41,7 @@ def reason_of(exc: BaseException) -> str:
 async def resolve(ctx: Context, host: str, seconds: float) -> list[str]:
     """Addresses of ``host``; raises TimeoutError or OSError."""
     async with asyncio.timeout(seconds):
-        addresses = await ctx.call(ctx.backend.resolve, host)
+        addresses, _ = await ctx.call(ctx.backend.resolve, host)
     if not addresses:
         raise OSError(f"{host} has no address")
     return addresses
@@ -58,8 +58,15 @@ class Interfaces(Check[list[Interface]]):
         names = [i.name for i in usable]
         if not usable:
             return [Finding("fail", "down", value=0, measured={"interfaces": len(data)})]
-        return [Finding("pass", "up", {"count": len(usable), "names": joined(names)}, value=len(usable),
-                        measured={"addresses": joined([a for i in usable for a in i.addresses], 6)})]
+        return [
+            Finding(
+                "pass",
+                "up",
+                {"count": len(usable), "names": joined(names)},
+                value=len(usable),
+                measured={"addresses": joined([a for i in usable for a in i.addresses], 6)},
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +113,16 @@ class GatewayCheck(Check[list[Reach]]):
                 findings.append(Finding("fail", "unreachable", {"address": subject}, subject=subject))
                 continue
             status = grade_at(r.ms, t) if r.ms is not None else "pass"
-            findings.append(Finding(status, "reachable", {"address": subject, "ms": rnd(r.ms) if r.ms else None,
-                                                          "method": r.method},
-                                    subject=subject, value=rnd(r.ms, 2) if r.ms is not None else None,
-                                    measured={"method": r.method}))
+            findings.append(
+                Finding(
+                    status,
+                    "reachable",
+                    {"address": subject, "ms": rnd(r.ms) if r.ms else None, "method": r.method},
+                    subject=subject,
+                    value=rnd(r.ms, 2) if r.ms is not None else None,
+                    measured={"method": r.method},
+                )
+            )
         return findings
 
 
@@ -151,27 +164,41 @@ class Dns(Check[list[Resolution]]):
         seconds = max(0.1, ctx.timeout - 0.3)
         started = time.perf_counter()
         try:
-            addresses = await resolve(ctx, name, seconds)
+            async with asyncio.timeout(seconds):
+                addresses, ms = await ctx.call(ctx.backend.resolve, name)
         except TimeoutError:
             return Resolution(name, None, seconds * 1000, timed_out=True)
         except OSError as exc:
             return Resolution(name, None, (time.perf_counter() - started) * 1000, reason_of(exc))
-        return Resolution(name, addresses, (time.perf_counter() - started) * 1000)
+        if not addresses:
+            return Resolution(name, None, ms, "no address")
+        return Resolution(name, addresses, ms)
 
     def evaluate(self, data: list[Resolution], t: Mapping[str, float]) -> list[Finding]:
         findings = []
         for r in data:
             subject = clip(r.name)
             if r.timed_out:
-                findings.append(Finding("fail", "no_answer", {"name": subject, "seconds": rnd(r.ms / 1000)},
-                                        subject=subject))
+                findings.append(
+                    Finding(
+                        "fail", "no_answer", {"name": subject, "seconds": rnd(r.ms / 1000)}, subject=subject
+                    )
+                )
             elif not r.addresses:
-                findings.append(Finding("fail", "failed", {"name": subject, "reason": r.reason}, subject=subject))
+                findings.append(
+                    Finding("fail", "failed", {"name": subject, "reason": r.reason}, subject=subject)
+                )
             else:
-                findings.append(Finding(grade_at(r.ms, t), "resolved",
-                                        {"name": subject, "ms": rnd(r.ms), "address": clip(r.addresses[0])},
-                                        subject=subject, value=rnd(r.ms, 2),
-                                        measured={"addresses": joined(r.addresses, 4)}))
+                findings.append(
+                    Finding(
+                        grade_at(r.ms, t),
+                        "resolved",
+                        {"name": subject, "ms": rnd(r.ms), "address": clip(r.addresses[0])},
+                        subject=subject,
+                        value=rnd(r.ms, 2),
+                        measured={"addresses": joined(r.addresses, 4)},
+                    )
+                )
         return findings
 
 
@@ -201,8 +228,15 @@ class SteunServer(Check[Connect]):
         server = clip(data.target)
         if data.ms is None:
             return [Finding("fail", "unreachable", {"server": server, "reason": data.reason}, subject=server)]
-        return [Finding(grade_at(data.ms, t), "reachable", {"server": server, "ms": rnd(data.ms)}, subject=server,
-                        value=rnd(data.ms, 2))]
+        return [
+            Finding(
+                grade_at(data.ms, t),
+                "reachable",
+                {"server": server, "ms": rnd(data.ms)},
+                subject=server,
+                value=rnd(data.ms, 2),
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +257,7 @@ class Https(Check[list[HttpsOutcome]]):
         urls = list(ctx.policy.https_urls)
         if not urls:
             raise Unavailable("none")
+        await ctx.call(ctx.backend.prepare_tls)
         return list(await asyncio.gather(*(self._one(ctx, url) for url in urls)))
 
     async def _one(self, ctx: Context, url: str) -> HttpsOutcome:
@@ -232,13 +267,15 @@ class Https(Check[list[HttpsOutcome]]):
             port = parts.port or 443
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             address = (await resolve(ctx, host, budget(ctx)))[0]
-            info = await ctx.backend.https_probe(address, port, host, path, max(0.1, ctx.timeout - 0.3 - budget(ctx)))
+            info = await ctx.backend.https_probe(
+                address, port, host, path, max(0.1, ctx.timeout - 0.3 - budget(ctx))
+            )
         except ssl.SSLError as exc:
             return HttpsOutcome(url, invalid=reason_of(exc))
         except (OSError, TimeoutError, ValueError) as exc:
             return HttpsOutcome(url, unreachable=reason_of(exc))
         days = (info.not_after - ctx.clock()) / 86400
-        expires = dt.datetime.fromtimestamp(info.not_after, dt.timezone.utc).date().isoformat()
+        expires = dt.datetime.fromtimestamp(info.not_after, dt.UTC).date().isoformat()
         return HttpsOutcome(url, days, expires, info.status, info.latency_ms)
 
     def evaluate(self, data: list[HttpsOutcome], t: Mapping[str, float]) -> list[Finding]:
@@ -250,11 +287,21 @@ class Https(Check[list[HttpsOutcome]]):
             elif o.unreachable or o.days is None:
                 findings.append(Finding("fail", "unreachable", {"reason": o.unreachable}, subject=subject))
             else:
-                findings.append(Finding(grade_below(o.days, t), "valid",
-                                        {"status": o.status, "ms": rnd(o.ms) if o.ms is not None else None,
-                                         "days": round(o.days), "expires": o.expires},
-                                        subject=subject, value=rnd(o.days),
-                                        measured={"http_status": o.status, "expires": o.expires}))
+                findings.append(
+                    Finding(
+                        grade_below(o.days, t),
+                        "valid",
+                        {
+                            "status": o.status,
+                            "ms": rnd(o.ms) if o.ms is not None else None,
+                            "days": round(o.days),
+                            "expires": o.expires,
+                        },
+                        subject=subject,
+                        value=rnd(o.days),
+                        measured={"http_status": o.status, "expires": o.expires},
+                    )
+                )
         return findings
 
 
@@ -298,18 +345,29 @@ class PacketErrors(Check[list[Loss]]):
             subject = clip(loss.interface)
             measured = {"packets": loss.packets, "bad": loss.bad, "wireless": loss.wireless}
             if loss.packets < t.get("min_packets", 0):
-                findings.append(Finding("pass", "quiet", {"packets": loss.packets}, subject=subject, measured=measured))
+                findings.append(
+                    Finding("pass", "quiet", {"packets": loss.packets}, subject=subject, measured=measured)
+                )
                 continue
             percent = 100.0 * loss.bad / (loss.packets + loss.bad) if loss.packets + loss.bad else 0.0
             warn_key = "wifi_warn_at" if loss.wireless else "warn_at"
             status = grade_at(percent, t, warn=warn_key, fail="-")
             params = {"percent": rnd(percent, 2), "bad": loss.bad, "packets": loss.packets}
             if loss.minutes is None:
-                findings.append(Finding(status, "boot", params, subject=subject, value=rnd(percent, 3),
-                                        measured=measured))
+                findings.append(
+                    Finding(status, "boot", params, subject=subject, value=rnd(percent, 3), measured=measured)
+                )
             else:
-                findings.append(Finding(status, "window", {**params, "minutes": round(loss.minutes)},
-                                        subject=subject, value=rnd(percent, 3), measured=measured))
+                findings.append(
+                    Finding(
+                        status,
+                        "window",
+                        {**params, "minutes": round(loss.minutes)},
+                        subject=subject,
+                        value=rnd(percent, 3),
+                        measured=measured,
+                    )
+                )
         return findings
 
 
@@ -323,9 +381,13 @@ class Wifi(Check[list[WifiLink]]):
         if not data:
             return [Finding("not_applicable", "none")]
         return [
-            Finding(grade_below(w.signal_dbm, t), "level",
-                    {"dbm": round(w.signal_dbm), "quality": round(w.quality) if w.quality is not None else None},
-                    subject=clip(w.interface), value=round(w.signal_dbm))
+            Finding(
+                grade_below(w.signal_dbm, t),
+                "level",
+                {"dbm": round(w.signal_dbm), "quality": round(w.quality) if w.quality is not None else None},
+                subject=clip(w.interface),
+                value=round(w.signal_dbm),
+            )
             for w in data
         ]
 
@@ -359,7 +421,9 @@ class Proxy(Check[list[ProxyState]]):
         for s in settings:
             shown, _, _ = redact(s.url)
             seen.setdefault(shown, s.source)
-        return list(await asyncio.gather(*(self._one(ctx, url, source) for url, source in list(seen.items())[:4])))
+        return list(
+            await asyncio.gather(*(self._one(ctx, url, source) for url, source in list(seen.items())[:4]))
+        )
 
     async def _one(self, ctx: Context, url: str, source: str) -> ProxyState:
         _, host, port = redact(url)
@@ -381,8 +445,15 @@ class Proxy(Check[list[ProxyState]]):
             if p.ok:
                 findings.append(Finding("pass", "reachable", params, subject=clip(p.url), value=True))
             else:
-                findings.append(Finding("fail", "unreachable", {**params, "reason": p.reason}, subject=clip(p.url),
-                                        value=False))
+                findings.append(
+                    Finding(
+                        "fail",
+                        "unreachable",
+                        {**params, "reason": p.reason},
+                        subject=clip(p.url),
+                        value=False,
+                    )
+                )
         return findings
 
 
@@ -398,10 +469,26 @@ class Mtu(Check[list[Interface]]):
         with_mtu = [i for i in data if i.mtu]
         if not with_mtu:
             return [Finding("not_applicable", "none")]
-        return [Finding(grade_below(float(i.mtu or 0), t), "level", {"interface": clip(i.name), "mtu": i.mtu},
-                        subject=clip(i.name), value=i.mtu) for i in with_mtu]
+        return [
+            Finding(
+                grade_below(float(i.mtu or 0), t),
+                "level",
+                {"interface": clip(i.name), "mtu": i.mtu},
+                subject=clip(i.name),
+                value=i.mtu,
+            )
+            for i in with_mtu
+        ]
 
 
 CHECKS: tuple[Check[Any], ...] = (
-    Interfaces(), GatewayCheck(), Dns(), SteunServer(), Https(), PacketErrors(), Wifi(), Proxy(), Mtu(),
+    Interfaces(),
+    GatewayCheck(),
+    Dns(),
+    SteunServer(),
+    Https(),
+    PacketErrors(),
+    Wifi(),
+    Proxy(),
+    Mtu(),
 )

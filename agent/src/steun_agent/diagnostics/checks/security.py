@@ -1,11 +1,24 @@
-"""Security tests: firewall, antivirus, encryption, Secure Boot, TPM, screen lock, admins, ports, certificates."""
+"""Security tests: firewall, antivirus, disk encryption, Secure Boot, TPM, screen lock, administrators,
+open ports, trusted certificates."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..backend import Admins, Antivirus, CertStore, Encryption, Firewall, Listener, ScreenLock, SecureBoot, Tpm
+from steun_protocol.diagnostics import Scalar, Status
+
+from ..backend import (
+    Admins,
+    Antivirus,
+    CertStore,
+    Encryption,
+    Firewall,
+    Listener,
+    ScreenLock,
+    SecureBoot,
+    Tpm,
+)
 from ..errors import Unavailable
 from ..model import Check, Context, Finding, clip, grade_at, joined, rnd
 
@@ -19,7 +32,7 @@ class FirewallCheck(Check[Firewall]):
     def evaluate(self, data: Firewall, t: Mapping[str, float]) -> list[Finding]:
         if data.tool is None:
             return [Finding("fail", "none", value=False)]
-        params = {"tool": clip(data.tool), "rules": data.rules}
+        params: dict[str, Scalar] = {"tool": clip(data.tool), "rules": data.rules}
         if not data.active:
             return [Finding("fail", "inactive", params, value=False, measured=params)]
         return [Finding("pass", "active", params, value=True, measured=params)]
@@ -38,8 +51,15 @@ class AntivirusCheck(Check[Antivirus]):
         if data.signature_age_days is None:
             return [Finding("error", "common.unreadable", {"what": f"{product} signatures"}, subject=product)]
         days = data.signature_age_days
-        return [Finding(grade_at(days, t), "current", {"product": product, "days": rnd(days)}, subject=product,
-                        value=rnd(days))]
+        return [
+            Finding(
+                grade_at(days, t),
+                "current",
+                {"product": product, "days": rnd(days)},
+                subject=product,
+                value=rnd(days),
+            )
+        ]
 
 
 class EncryptionCheck(Check[Encryption]):
@@ -50,9 +70,15 @@ class EncryptionCheck(Check[Encryption]):
 
     def evaluate(self, data: Encryption, t: Mapping[str, float]) -> list[Finding]:
         if data.encrypted:
-            return [Finding("pass", "encrypted", {"method": clip(data.method)}, subject=clip(data.volume), value=True)]
-        status = "fail" if t.get("required", 0) >= 1 else "warn"
-        return [Finding(status, "plain", {"volume": clip(data.volume)}, subject=clip(data.volume), value=False)]
+            return [
+                Finding(
+                    "pass", "encrypted", {"method": clip(data.method)}, subject=clip(data.volume), value=True
+                )
+            ]
+        status: Status = "fail" if t.get("required", 0) >= 1 else "warn"
+        return [
+            Finding(status, "plain", {"volume": clip(data.volume)}, subject=clip(data.volume), value=False)
+        ]
 
 
 class SecureBootCheck(Check[SecureBoot]):
@@ -79,7 +105,11 @@ class TpmCheck(Check[Tpm]):
 
     def evaluate(self, data: Tpm, t: Mapping[str, float]) -> list[Finding]:
         if data.present:
-            return [Finding("pass", "present", {"version": clip(data.version or "?")}, value=clip(data.version or "?"))]
+            return [
+                Finding(
+                    "pass", "present", {"version": clip(data.version or "?")}, value=clip(data.version or "?")
+                )
+            ]
         return [Finding("warn", "absent", value=False)]
 
 
@@ -112,9 +142,18 @@ class AdminsCheck(Check[Admins]):
         admins = sorted(set(data.admins) | set(data.uid0))
         measured = {"admins": joined(admins, 12)}
         if extra_root:
-            return [Finding("fail", "uid0", {"names": joined(extra_root)}, value=len(admins), measured=measured)]
-        return [Finding(grade_at(len(admins), t), "count", {"count": len(admins), "names": joined(admins)},
-                        value=len(admins), measured=measured)]
+            return [
+                Finding("fail", "uid0", {"names": joined(extra_root)}, value=len(admins), measured=measured)
+            ]
+        return [
+            Finding(
+                grade_at(len(admins), t),
+                "count",
+                {"count": len(admins), "names": joined(admins)},
+                value=len(admins),
+                measured=measured,
+            )
+        ]
 
 
 class PortsCheck(Check[tuple[list[Listener], list[int]]]):
@@ -140,14 +179,29 @@ class PortsCheck(Check[tuple[list[Listener], list[int]]]):
             return f"{port} ({by_port[port]})" if by_port[port] else str(port)
 
         unexpected = [p for p in ports if p not in expected]
-        measured: dict[str, Any] = {"listening": joined([describe(p) for p in ports], 16),
-                                    "expected": joined([str(p) for p in expected], 16)}
+        measured: dict[str, Any] = {
+            "listening": joined([describe(p) for p in ports], 16),
+            "expected": joined([str(p) for p in expected], 16),
+        }
         if unexpected:
-            return [Finding("warn", "unexpected", {"count": len(unexpected),
-                                                   "ports": joined([describe(p) for p in unexpected])},
-                            value=len(unexpected), measured=measured)]
-        return [Finding("pass", "expected", {"count": len(ports), "ports": joined([describe(p) for p in ports])},
-                        value=0, measured=measured)]
+            return [
+                Finding(
+                    "warn",
+                    "unexpected",
+                    {"count": len(unexpected), "ports": joined([describe(p) for p in unexpected])},
+                    value=len(unexpected),
+                    measured=measured,
+                )
+            ]
+        return [
+            Finding(
+                "pass",
+                "expected",
+                {"count": len(ports), "ports": joined([describe(p) for p in ports])},
+                value=0,
+                measured=measured,
+            )
+        ]
 
 
 class CertificatesCheck(Check[CertStore]):
@@ -164,15 +218,36 @@ class CertificatesCheck(Check[CertStore]):
         if not data.exists:
             return [Finding("fail", "missing", {"path": clip(data.path)}, value=0, measured=measured)]
         if data.added:
-            return [Finding("warn", "added", {"added": len(data.added), "names": joined(list(data.added), 5)},
-                            value=data.count, measured=measured)]
+            return [
+                Finding(
+                    "warn",
+                    "added",
+                    {"added": len(data.added), "names": joined(list(data.added), 5)},
+                    value=data.count,
+                    measured=measured,
+                )
+            ]
         if data.expired:
-            return [Finding("warn", "expired", {"expired": data.expired, "count": data.count}, value=data.count,
-                            measured=measured)]
+            return [
+                Finding(
+                    "warn",
+                    "expired",
+                    {"expired": data.expired, "count": data.count},
+                    value=data.count,
+                    measured=measured,
+                )
+            ]
         return [Finding("pass", "ok", {"count": data.count}, value=data.count, measured=measured)]
 
 
 CHECKS: tuple[Check[Any], ...] = (
-    FirewallCheck(), AntivirusCheck(), EncryptionCheck(), SecureBootCheck(), TpmCheck(), ScreenLockCheck(),
-    AdminsCheck(), PortsCheck(), CertificatesCheck(),
+    FirewallCheck(),
+    AntivirusCheck(),
+    EncryptionCheck(),
+    SecureBootCheck(),
+    TpmCheck(),
+    ScreenLockCheck(),
+    AdminsCheck(),
+    PortsCheck(),
+    CertificatesCheck(),
 )

@@ -33,7 +33,9 @@ class RequiredSoftware(Check[list[Requirement]]):
         result = []
         for w in wanted:
             version = installed.get(w.name)
-            older = bool(version and w.min_version and ctx.backend.compare_versions(version, w.min_version) < 0)
+            older = bool(
+                version and w.min_version and ctx.backend.compare_versions(version, w.min_version) < 0
+            )
             result.append(Requirement(w.name, version, w.min_version, older))
         return result
 
@@ -43,14 +45,31 @@ class RequiredSoftware(Check[list[Requirement]]):
             subject = clip(r.name)
             measured = {"minimum": r.minimum}
             if r.version is None:
-                findings.append(Finding("fail", "missing", {"package": subject}, subject=subject, measured=measured))
+                findings.append(
+                    Finding("fail", "missing", {"package": subject}, subject=subject, measured=measured)
+                )
             elif r.older:
-                findings.append(Finding("warn", "too_old", {"package": subject, "version": clip(r.version),
-                                                            "minimum": r.minimum}, subject=subject,
-                                        value=clip(r.version), measured=measured))
+                findings.append(
+                    Finding(
+                        "warn",
+                        "too_old",
+                        {"package": subject, "version": clip(r.version), "minimum": r.minimum},
+                        subject=subject,
+                        value=clip(r.version),
+                        measured=measured,
+                    )
+                )
             else:
-                findings.append(Finding("pass", "present", {"package": subject, "version": clip(r.version)},
-                                        subject=subject, value=clip(r.version), measured=measured))
+                findings.append(
+                    Finding(
+                        "pass",
+                        "present",
+                        {"package": subject, "version": clip(r.version)},
+                        subject=subject,
+                        value=clip(r.version),
+                        measured=measured,
+                    )
+                )
         return findings
 
 
@@ -63,9 +82,15 @@ class StartupPrograms(Check[list[StartupItem]]):
     def evaluate(self, data: list[StartupItem], t: Mapping[str, float]) -> list[Finding]:
         user = [i.name for i in data if i.scope == "user"]
         system = [i.name for i in data if i.scope == "system"]
-        return [Finding(grade_at(len(data), t), "count", {"count": len(data), "user": len(user), "system": len(system)},
-                        value=len(data), measured={"user_items": joined(sorted(user), 12),
-                                                   "system_items": joined(sorted(system), 12)})]
+        return [
+            Finding(
+                grade_at(len(data), t),
+                "count",
+                {"count": len(data), "user": len(user), "system": len(system)},
+                value=len(data),
+                measured={"user_items": joined(sorted(user), 12), "system_items": joined(sorted(system), 12)},
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +135,25 @@ class RunawayProcesses(Check[History]):
                 continue
             status = worst(s for s, _, _ in statuses)
             _, summary, percent = next(x for x in statuses if x[0] == status)
-            findings.append(Finding(status, summary, {"process": name, "pid": pid, "percent": rnd(percent),
-                                                      "minutes": minutes},
-                                    subject=f"{name} ({pid})", value=rnd(percent),
-                                    measured={"cpu_percent_min": rnd(cpu), "memory_percent_min": rnd(memory)}))
+            findings.append(
+                Finding(
+                    status,
+                    summary,
+                    {"process": name, "pid": pid, "percent": rnd(percent), "minutes": minutes},
+                    subject=f"{name} ({pid})",
+                    value=rnd(percent),
+                    measured={"cpu_percent_min": rnd(cpu), "memory_percent_min": rnd(memory)},
+                )
+            )
         if not findings:
-            return [Finding("pass", "none", {"cpu": t.get("cpu_warn_at"), "memory": t.get("memory_warn_at"),
-                                             "minutes": minutes}, measured={"samples": len(data.samples)})]
+            return [
+                Finding(
+                    "pass",
+                    "none",
+                    {"cpu": t.get("cpu_warn_at"), "memory": t.get("memory_warn_at"), "minutes": minutes},
+                    measured={"samples": len(data.samples)},
+                )
+            ]
         return findings
 
 

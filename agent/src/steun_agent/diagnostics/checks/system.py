@@ -11,7 +11,17 @@ from typing import Any
 from steun_protocol.catalogue import Lifecycle
 from steun_protocol.diagnostics import Status, worst
 
-from ..backend import ClockSync, Crashes, FileHandles, LogErrors, OsRelease, RebootState, ServiceState, Updates, Volume
+from ..backend import (
+    ClockSync,
+    Crashes,
+    FileHandles,
+    LogErrors,
+    OsRelease,
+    RebootState,
+    ServiceState,
+    Updates,
+    Volume,
+)
 from ..errors import Unavailable
 from ..model import Check, Context, Finding, clip, grade_at, grade_below, joined, rnd
 
@@ -25,9 +35,17 @@ class RebootPending(Check[RebootState]):
         return await ctx.call(ctx.backend.reboot_state)
 
     def evaluate(self, data: RebootState, t: Mapping[str, float]) -> list[Finding]:
-        measured = {"required": data.required, "packages": data.packages, "kernel_missing": data.kernel_missing}
+        measured = {
+            "required": data.required,
+            "packages": data.packages,
+            "kernel_missing": data.kernel_missing,
+        }
         if data.kernel_missing:
-            return [Finding("warn", "kernel", {"running": clip(data.kernel_missing)}, value=True, measured=measured)]
+            return [
+                Finding(
+                    "warn", "kernel", {"running": clip(data.kernel_missing)}, value=True, measured=measured
+                )
+            ]
         if data.required:
             return [Finding("warn", "pending", {"packages": data.packages}, value=True, measured=measured)]
         return [Finding("pass", "none", value=False, measured=measured)]
@@ -42,8 +60,15 @@ class Uptime(Check[tuple[float, float]]):
     def evaluate(self, data: tuple[float, float], t: Mapping[str, float]) -> list[Finding]:
         boot, now = data
         days = max(0.0, (now - boot) / DAY)
-        return [Finding(grade_at(days, t), "level", {"days": rnd(days)}, value=rnd(days, 2),
-                        measured={"boot_time": round(boot)})]
+        return [
+            Finding(
+                grade_at(days, t),
+                "level",
+                {"days": rnd(days)},
+                value=rnd(days, 2),
+                measured={"boot_time": round(boot)},
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +95,33 @@ class OsSupported(Check[SupportData]):
 
     async def probe(self, ctx: Context) -> SupportData:
         release = await ctx.call(ctx.backend.os_release)
-        today = dt.datetime.fromtimestamp(ctx.clock(), dt.timezone.utc).date()
+        today = dt.datetime.fromtimestamp(ctx.clock(), dt.UTC).date()
         return SupportData(release, find_lifecycle(release, ctx.catalogue.os_lifecycle), today)
 
     def evaluate(self, data: SupportData, t: Mapping[str, float]) -> list[Finding]:
         name = clip(data.release.pretty or f"{data.release.id} {data.release.version_id}")
         if data.lifecycle is None:
-            return [Finding("not_applicable", "unknown", {"name": name},
-                            measured={"os_id": clip(data.release.id), "version": clip(data.release.version_id)})]
+            return [
+                Finding(
+                    "not_applicable",
+                    "unknown",
+                    {"name": name},
+                    measured={"os_id": clip(data.release.id), "version": clip(data.release.version_id)},
+                )
+            ]
         eol = dt.date.fromisoformat(data.lifecycle.eol)
         days = (eol - data.today).days
         status = grade_below(days, t)
         summary = "ended" if days < 0 else ("ending" if status == "warn" else "supported")
-        return [Finding(status, summary, {"name": clip(data.lifecycle.name), "eol": data.lifecycle.eol, "days": days},
-                        value=days, measured={"eol": data.lifecycle.eol})]
+        return [
+            Finding(
+                status,
+                summary,
+                {"name": clip(data.lifecycle.name), "eol": data.lifecycle.eol, "days": days},
+                value=days,
+                measured={"eol": data.lifecycle.eol},
+            )
+        ]
 
 
 class UpdatesCheck(Check[tuple[Updates, float]]):
@@ -100,15 +138,32 @@ class UpdatesCheck(Check[tuple[Updates, float]]):
         statuses: list[Status] = []
         if days is not None:
             statuses.append(grade_at(days, t))
-        if updates.security is not None and "security_warn_at" in t and updates.security >= t["security_warn_at"]:
+        if (
+            updates.security is not None
+            and "security_warn_at" in t
+            and updates.security >= t["security_warn_at"]
+        ):
             statuses.append("warn")
-        measured = {"pending": updates.pending, "security": updates.security,
-                    "days_since_install": rnd(days) if days is not None else None}
-        params = {"pending": updates.pending, "security": updates.security,
-                  "days": round(days) if days is not None else None}
+        measured = {
+            "pending": updates.pending,
+            "security": updates.security,
+            "days_since_install": rnd(days) if days is not None else None,
+        }
+        params = {
+            "pending": updates.pending,
+            "security": updates.security,
+            "days": round(days) if days is not None else None,
+        }
         summary = "state" if updates.pending is not None else "unknown_pending"
-        return [Finding(worst(statuses), summary, params, value=rnd(days) if days is not None else None,
-                        measured=measured)]
+        return [
+            Finding(
+                worst(statuses),
+                summary,
+                params,
+                value=rnd(days) if days is not None else None,
+                measured=measured,
+            )
+        ]
 
 
 class Services(Check[list[ServiceState]]):
@@ -125,13 +180,31 @@ class Services(Check[list[ServiceState]]):
         for s in data:
             subject = clip(s.name)
             if not s.exists:
-                findings.append(Finding("fail", "missing", {"service": subject}, subject=subject, value=False))
+                findings.append(
+                    Finding("fail", "missing", {"service": subject}, subject=subject, value=False)
+                )
             elif s.active != "active":
-                findings.append(Finding("fail", "stopped", {"service": subject, "state": clip(s.active)},
-                                        subject=subject, value=False, measured={"sub": clip(s.sub)}))
+                findings.append(
+                    Finding(
+                        "fail",
+                        "stopped",
+                        {"service": subject, "state": clip(s.active)},
+                        subject=subject,
+                        value=False,
+                        measured={"sub": clip(s.sub)},
+                    )
+                )
             else:
-                findings.append(Finding("pass", "running", {"service": subject}, subject=subject, value=True,
-                                        measured={"sub": clip(s.sub)}))
+                findings.append(
+                    Finding(
+                        "pass",
+                        "running",
+                        {"service": subject},
+                        subject=subject,
+                        value=True,
+                        measured={"sub": clip(s.sub)},
+                    )
+                )
         return findings
 
 
@@ -144,8 +217,11 @@ class FailedUnits(Check[list[str]]):
     def evaluate(self, data: list[str], t: Mapping[str, float]) -> list[Finding]:
         if not data:
             return [Finding(grade_at(0, t), "none", value=0)]
-        return [Finding(grade_at(len(data), t), "failed", {"count": len(data), "units": joined(data)},
-                        value=len(data))]
+        return [
+            Finding(
+                grade_at(len(data), t), "failed", {"count": len(data), "units": joined(data)}, value=len(data)
+            )
+        ]
 
 
 class LogErrorsCheck(Check[LogErrors]):
@@ -158,8 +234,15 @@ class LogErrorsCheck(Check[LogErrors]):
         measured: dict[str, Any] = {"truncated": data.truncated}
         for i, line in enumerate(data.samples[:3]):
             measured[f"sample_{i + 1}"] = clip(line)
-        return [Finding(grade_at(data.count, t), "count", {"count": data.count, "hours": round(t["window_hours"])},
-                        value=data.count, measured=measured)]
+        return [
+            Finding(
+                grade_at(data.count, t),
+                "count",
+                {"count": data.count, "hours": round(t["window_hours"])},
+                value=data.count,
+                measured=measured,
+            )
+        ]
 
 
 class CrashesCheck(Check[Crashes]):
@@ -170,9 +253,14 @@ class CrashesCheck(Check[Crashes]):
 
     def evaluate(self, data: Crashes, t: Mapping[str, float]) -> list[Finding]:
         latest = clip(data.latest) if data.latest else None
-        return [Finding(grade_at(data.count, t), "count",
-                        {"count": data.count, "days": round(t["window_days"]), "latest": latest},
-                        value=data.count)]
+        return [
+            Finding(
+                grade_at(data.count, t),
+                "count",
+                {"count": data.count, "days": round(t["window_days"]), "latest": latest},
+                value=data.count,
+            )
+        ]
 
 
 class TimeSync(Check[ClockSync]):
@@ -202,10 +290,24 @@ class TimeZone(Check[tuple[str, int, str | None]]):
         offset_text = f"{sign}{hours:02d}:{rest:02d}"
         zone = clip(name)
         if expected is not None and name != expected:
-            return [Finding("warn", "unexpected", {"zone": zone, "expected": expected}, value=zone,
-                            measured={"offset": offset_text})]
-        return [Finding("pass", "zone", {"zone": zone, "offset": offset_text}, value=zone,
-                        measured={"offset": offset_text})]
+            return [
+                Finding(
+                    "warn",
+                    "unexpected",
+                    {"zone": zone, "expected": expected},
+                    value=zone,
+                    measured={"offset": offset_text},
+                )
+            ]
+        return [
+            Finding(
+                "pass",
+                "zone",
+                {"zone": zone, "offset": offset_text},
+                value=zone,
+                measured={"offset": offset_text},
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,18 +325,24 @@ class Hostname(Check[Lookup]):
         name = await ctx.call(ctx.backend.hostname)
         started = time.perf_counter()
         try:
-            addresses = await ctx.call(ctx.backend.resolve, name)
+            addresses, ms = await ctx.call(ctx.backend.resolve, name)
         except OSError as exc:
             return Lookup(name, None, (time.perf_counter() - started) * 1000, str(exc))
-        return Lookup(name, addresses, (time.perf_counter() - started) * 1000)
+        return Lookup(name, addresses, ms)
 
     def evaluate(self, data: Lookup, t: Mapping[str, float]) -> list[Finding]:
         name = clip(data.name)
         if not data.addresses:
             return [Finding("fail", "unresolved", {"hostname": name}, detail=clip(data.reason, 1000))]
-        return [Finding(grade_at(data.ms, t), "resolves",
-                        {"hostname": name, "address": clip(data.addresses[0]), "ms": rnd(data.ms)},
-                        value=rnd(data.ms, 2), measured={"addresses": joined(data.addresses, 4)})]
+        return [
+            Finding(
+                grade_at(data.ms, t),
+                "resolves",
+                {"hostname": name, "address": clip(data.addresses[0]), "ms": rnd(data.ms)},
+                value=rnd(data.ms, 2),
+                measured={"addresses": joined(data.addresses, 4)},
+            )
+        ]
 
 
 class Inodes(Check[list[Volume]]):
@@ -251,9 +359,16 @@ class Inodes(Check[list[Volume]]):
         for v in volumes:
             assert v.inodes_total is not None and v.inodes_free is not None
             used = 100.0 * (v.inodes_total - v.inodes_free) / v.inodes_total
-            findings.append(Finding(grade_at(used, t), "level", {"percent": rnd(used), "volume": clip(v.mountpoint)},
-                                    subject=clip(v.mountpoint), value=rnd(used, 2),
-                                    measured={"inodes_total": v.inodes_total, "inodes_free": v.inodes_free}))
+            findings.append(
+                Finding(
+                    grade_at(used, t),
+                    "level",
+                    {"percent": rnd(used), "volume": clip(v.mountpoint)},
+                    subject=clip(v.mountpoint),
+                    value=rnd(used, 2),
+                    measured={"inodes_total": v.inodes_total, "inodes_free": v.inodes_free},
+                )
+            )
         return findings
 
 
@@ -267,11 +382,29 @@ class FileHandlesCheck(Check[FileHandles]):
         if data.max <= 0:
             return [Finding("not_applicable", "common.unreadable", {"what": "file-max"})]
         percent = 100.0 * data.used / data.max
-        return [Finding(grade_at(percent, t), "level", {"percent": rnd(percent, 2), "used": data.used, "max": data.max},
-                        value=rnd(percent, 3), measured={"used": data.used, "max": data.max})]
+        return [
+            Finding(
+                grade_at(percent, t),
+                "level",
+                {"percent": rnd(percent, 2), "used": data.used, "max": data.max},
+                value=rnd(percent, 3),
+                measured={"used": data.used, "max": data.max},
+            )
+        ]
 
 
 CHECKS: tuple[Check[Any], ...] = (
-    RebootPending(), Uptime(), OsSupported(), UpdatesCheck(), Services(), FailedUnits(), LogErrorsCheck(),
-    CrashesCheck(), TimeSync(), TimeZone(), Hostname(), Inodes(), FileHandlesCheck(),
+    RebootPending(),
+    Uptime(),
+    OsSupported(),
+    UpdatesCheck(),
+    Services(),
+    FailedUnits(),
+    LogErrorsCheck(),
+    CrashesCheck(),
+    TimeSync(),
+    TimeZone(),
+    Hostname(),
+    Inodes(),
+    FileHandlesCheck(),
 )
