@@ -1,9 +1,10 @@
-"""The ``steun-agent`` command: ``enroll``, ``run`` and ``status``."""
+"""The ``steun-agent`` command: ``enroll``, ``run``, ``status`` and ``check``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,10 @@ from steun_protocol.auth import b64encode
 
 from . import __version__
 from .backends import default_backend
+from .capabilities import Capability
+from .capabilities.inventory import InventoryCapability
 from .config import AgentConfig
+from .diagnostics import DiagnosticsCapability
 from .enrollment import enroll, parse_token
 from .errors import EXIT_FAILURE, EXIT_OK, AgentError, ConfigError
 from .runtime import Runtime
@@ -63,10 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common], help="show the enrollment state")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser(
+        "check",
+        add_help=False,
+        help="run the routine tests on this machine and print a report (works offline; see check --help)",
+    )
+    p.add_argument("check_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        # `check` has its own options (--json, --html, --only ...), parsed by the diagnostics CLI.
+        from .diagnostics.cli import check_main
+
+        return check_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _enroll(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "check":
+            from .diagnostics.cli import check_main
+
+            return check_main(list(args.check_args))
         return _status(args)
     except AgentError as exc:
         print(f"steun-agent: {exc}", file=sys.stderr)
@@ -110,20 +131,28 @@ def _run(args: argparse.Namespace) -> int:
         inventory_interval=args.inventory_interval,
     )
     state = AgentState.load(config.state_dir)
-    runtime = Runtime(state, config, default_backend())
-    asyncio.run(_serve(runtime))
+    backend = default_backend()
+    diagnostics = DiagnosticsCapability()
+    capabilities: list[Capability] = [InventoryCapability(backend, config.inventory_interval), diagnostics]
+    runtime = Runtime(state, config, backend, capabilities)
+    asyncio.run(_serve(runtime, diagnostics))
     return EXIT_OK
 
 
-async def _serve(runtime: Runtime) -> None:
+async def _serve(runtime: Runtime, diagnostics: DiagnosticsCapability) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _on_signal, runtime, sig)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        # Not available on Windows' event loop; the service wrapper stops the agent there.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, _on_signal, runtime, sig)
     try:
         await runtime.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        await diagnostics.close()
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
     log.info("stopped")
 
 
