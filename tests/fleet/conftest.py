@@ -13,9 +13,13 @@ from steun_server.storage.tables import devices, enrollment_tokens, inventories
 from steun_server.web import AUDIT, DB
 
 from tests.support.server import RunningServer
+from tests.support.waiting import scaled
 
-#: Agent timers for tests that watch timeouts happen (seconds).
-FAST_AGENT_TIMERS: dict[str, Any] = {"agent_heartbeat_interval": 0.4, "agent_auth_timeout": 0.6}
+#: Agent timers for tests that watch timeouts happen (seconds, scaled on slow machines).
+FAST_AGENT_TIMERS: dict[str, Any] = {
+    "agent_heartbeat_interval": scaled(0.4),
+    "agent_auth_timeout": scaled(0.6),
+}
 
 
 @pytest.fixture

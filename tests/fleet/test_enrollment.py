@@ -73,7 +73,7 @@ async def test_auth_reports_heartbeat_interval_from_config(fast_server: RunningS
     async with agent(fast_server.url) as client:
         await client.hello()
         result = await client.auth(identity)
-        assert result.heartbeat_interval == pytest.approx(0.4)
+        assert result.heartbeat_interval == pytest.approx(fast_server.config.agent_heartbeat_interval)
 
 
 async def test_enroll_then_auth_on_the_same_connection(server: RunningServer) -> None:

@@ -56,7 +56,8 @@ async def test_second_connection_replaces_the_first(server: RunningServer) -> No
     await wait_for(lambda: not presence.online(device_id), what="offline")
 
 
-async def test_heartbeats_do_not_write_to_the_database(server: RunningServer) -> None:
+async def test_heartbeats_do_not_write_to_the_database(server_any_db: RunningServer) -> None:
+    server = server_any_db
     identity = await enroll_new(server.url, await server.create_enrollment_token())
     client = await online_agent(server.url, identity)
     try:

@@ -70,7 +70,6 @@ class AgentSession:
         self._device: store.DeviceRecord | None = None
         self._inventory_digest: str | None = None
         self._refusals = 0
-        self._close_code: int | None = None
 
     # -- AgentLink ----------------------------------------------------------------------------------------
 
@@ -83,7 +82,6 @@ class AgentSession:
         return self._device is not None
 
     async def close(self, code: int, reason: str) -> None:
-        self._close_code = code
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:120])
 

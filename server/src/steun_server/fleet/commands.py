@@ -104,21 +104,21 @@ async def devices_subscribe(conn: ConsoleConnection, msg_id: int, params: Device
             if more is not None:
                 changes.update(more.changes)
                 resync = resync or more.resync
-            await wait_for_room(conn)
             if resync:
                 # fell too far behind to know what changed: send every device again
-                for listed in await views.summaries(service):
-                    conn.send_event(msg_id, DevicesChanged(kind="upsert", device=listed))
-                continue
-            found = await store.get_devices(service.db, changes)
-            for device_id in changes:
-                device = found.get(device_id)
+                records = {d.id: d for d in await store.list_devices(service.db)}
+            else:
+                records = await store.get_devices(service.db, changes)
+            for device_id in records if resync else changes:
+                # one event at a time, built just before it is queued: a slow console holds back the
+                # feed (which coalesces) instead of filling its send queue
+                await wait_for_room(conn)
+                device = records.get(device_id)
                 if device is None or device.revoked:
-                    conn.send_event(msg_id, DevicesChanged(kind="remove", device_id=device_id))
+                    event = DevicesChanged(kind="remove", device_id=device_id)
                 else:
-                    conn.send_event(
-                        msg_id, DevicesChanged(kind="upsert", device=views.summary(service, device))
-                    )
+                    event = DevicesChanged(kind="upsert", device=views.summary(service, device))
+                conn.send_event(msg_id, event)
 
     # started last, after every await: the result goes out before the first event
     _start_pump(conn, msg_id, feed, pump, "devices")

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 from steun_protocol.console import MAX_DEVICES_LISTED, DeviceDetail, DeviceList
-from steun_protocol.control import DeviceId
+from steun_protocol.messages import DeviceId
 
 from ..auth.roles import Role
 from ..auth.service import client_address
