@@ -102,11 +102,16 @@ class ControlChannel:
         try:
             return b64decode(result.nonce, size=32)
         except ValueError as exc:
-            await self.aclose(1002, "bad nonce")
-            raise ConnectionLost(f"the server sent an unusable nonce: {exc}") from None
+            lost = ConnectionLost(f"the server sent an unusable nonce: {exc}")
+            await self.aclose(1002, "bad nonce", why=lost)
+            raise lost from None
 
     async def request(
-        self, request: Request, result_type: type[P], *, reply_within: float | None = None
+        self,
+        request: Request,
+        result_type: type[P],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a reply deadline, enforced inside
     ) -> P:
         """Send ``request`` and wait for its result; ``ServerRefused`` for an error reply."""
         if self._closed.is_set():
@@ -115,14 +120,15 @@ class ControlChannel:
         future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
         self._waiters[sent.id] = future
         await self._flush()
-        wait = self._config.request_timeout if reply_within is None else reply_within
+        wait = self._config.request_timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(wait):
                 result = await future
         except TimeoutError:
             self._waiters.pop(sent.id, None)
-            await self.aclose(1011, "reply timeout")
-            raise ConnectionLost(f"no reply to {sent.type_name()} within {wait:g} s") from None
+            lost = ConnectionLost(f"no reply to {sent.type_name()} within {wait:g} s")
+            await self.aclose(1011, "reply timeout", why=lost)
+            raise lost from None
         if not isinstance(result, result_type):  # the Api decoded it with request.Result
             raise ConnectionLost(f"{sent.type_name()} answered with {type(result).__name__}")
         return result
@@ -141,9 +147,9 @@ class ControlChannel:
     def statistics(self) -> dict[str, Any]:
         return {**self._conn.statistics(), "waiting": len(self._waiters), "handler_tasks": len(self._tasks)}
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Close the websocket (bounded by ``close_timeout``) and fail whatever still waits."""
-        self._finish(ConnectionLost("the connection was closed by the agent"))
+    async def aclose(self, code: int = 1000, reason: str = "", *, why: AgentError | None = None) -> None:
+        """Close the websocket (bounded by ``close_timeout``) and fail whatever still waits with ``why``."""
+        self._finish(why or ConnectionLost("the connection was closed by the agent"))
         with contextlib.suppress(Exception):
             await self._ws.close(code, reason)
         if self._reader is not None and self._reader is not asyncio.current_task():
@@ -172,6 +178,10 @@ class ControlChannel:
                     break
         except ConnectionClosed as exc:
             reason = _closed_reason(exc)
+        except Exception:  # a bug here must not leave requests waiting forever
+            log.exception("the control connection's reader failed")
+            reason = ConnectionLost("the agent failed while reading from the server")
+            self._ws.transport.abort()
         finally:
             if reason is None:
                 code, why = self._ws.close_code, self._ws.close_reason

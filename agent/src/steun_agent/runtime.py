@@ -47,9 +47,13 @@ class _Session:
         return self._heartbeat_interval
 
     async def request(
-        self, request: Request, result_type: type[P], *, reply_within: float | None = None
+        self,
+        request: Request,
+        result_type: type[P],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a reply deadline, enforced inside
     ) -> P:
-        return await self._channel.request(request, result_type, reply_within=reply_within)
+        return await self._channel.request(request, result_type, timeout=timeout)
 
 
 class Runtime:

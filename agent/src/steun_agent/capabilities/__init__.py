@@ -29,7 +29,11 @@ class Session(Protocol):
     def heartbeat_interval(self) -> float: ...
 
     async def request(
-        self, request: Request, result_type: type[P], *, reply_within: float | None = None
+        self,
+        request: Request,
+        result_type: type[P],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a reply deadline, enforced inside
     ) -> P: ...
 
 
