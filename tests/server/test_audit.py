@@ -61,10 +61,25 @@ async def test_event_names_and_sizes_checked() -> None:
 
 
 def test_hash_covers_every_field() -> None:
-    base = {"seq": 1, "time": 1.5, "event": "a.b", "actor": "x", "source": "s", "data": {"k": 1}, "prev_hash": "0" * 64}
+    base = {
+        "seq": 1,
+        "time": 1.5,
+        "event": "a.b",
+        "actor": "x",
+        "source": "s",
+        "data": {"k": 1},
+        "prev_hash": "0" * 64,
+    }
     digest = record_hash(**base)  # type: ignore[arg-type]
-    for field, other in [("seq", 2), ("time", 1.25), ("event", "a.c"), ("actor", "y"), ("source", None),
-                         ("data", {"k": 2}), ("prev_hash", "1" * 64)]:
+    for field, other in [
+        ("seq", 2),
+        ("time", 1.25),
+        ("event", "a.c"),
+        ("actor", "y"),
+        ("source", None),
+        ("data", {"k": 2}),
+        ("prev_hash", "1" * 64),
+    ]:
         assert record_hash(**{**base, field: other}) != digest, field  # type: ignore[arg-type]
     # key order in data does not matter (canonical JSON)
     assert record_hash(**{**base, "data": {"b": 1, "a": 2}}) == record_hash(  # type: ignore[arg-type]
@@ -81,7 +96,9 @@ async def test_chain_on_database_verifies_and_detects_tampering(db: Database) ->
     result = await verify_chain(db, keys.org_public_key)
     assert result.ok and result.checked == 5 and result.signed_head_seq == 5
     async with db.begin() as conn:
-        await conn.execute(audit_log.update().where(audit_log.c.seq == 3).values(data='{"i":99,"text":"héllo"}'))
+        await conn.execute(
+            audit_log.update().where(audit_log.c.seq == 3).values(data='{"i":99,"text":"héllo"}')
+        )
     result = await verify_chain(db, keys.org_public_key)
     assert not result.ok
     assert result.first_broken_seq == 3

@@ -207,7 +207,9 @@ async def test_totp_enrol_login_replay_and_recovery_codes(server_any_db: Running
         replay = await client.login(name, password, totp_code=totp.code_at_step(secret, step))
         assert (replay.status, replay.error_code) == (401, "invalid_credentials")
         valid = {totp.code_at_step(secret, step + d) for d in (-2, -1, 0, 1, 2)}
-        never = next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c not in valid)
+        never = next(
+            c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c not in valid
+        )
         wrong = await client.login(name, password, totp_code=never)
         assert (wrong.status, wrong.error_code) == (401, "invalid_credentials")
         fresh = totp.code_at_step(secret, step + 1)
@@ -230,11 +232,13 @@ async def test_totp_disable_needs_password_and_fresh_code(server_any_db: Running
         secret, step, _codes = await enrol_totp(client)
         assert (await client.post("/api/auth/totp/enroll")).status == 409
         bad = await client.post(
-            "/api/auth/totp/disable", {"password": "wrong-password!", "code": totp.code_at_step(secret, step + 1)}
+            "/api/auth/totp/disable",
+            {"password": "wrong-password!", "code": totp.code_at_step(secret, step + 1)},
         )
         assert (bad.status, bad.error_code) == (403, "invalid_credentials")
         replay = await client.post(
-            "/api/auth/totp/disable", {"password": server.admin_password, "code": totp.code_at_step(secret, step)}
+            "/api/auth/totp/disable",
+            {"password": server.admin_password, "code": totp.code_at_step(secret, step)},
         )
         assert replay.status == 403
         ok = await client.post(
@@ -376,7 +380,9 @@ async def test_user_management(server_any_db: RunningServer) -> None:
     server = server_any_db
     async with ApiClient(server.url) as admin:
         await admin.login_ok(server.admin_username, server.admin_password)
-        created = await admin.post("/api/users", {"username": "alice", "display_name": "Alice A.", "role": "specialist"})
+        created = await admin.post(
+            "/api/users", {"username": "alice", "display_name": "Alice A.", "role": "specialist"}
+        )
         assert created.status == 201, created.body
         assert created.body["user"]["role"] == "specialist"
         alice_id = created.body["user"]["id"]
@@ -412,7 +418,8 @@ async def test_password_change(server: RunningServer) -> None:
         await client.login_ok(server.admin_username, server.admin_password)
         await other.login_ok(server.admin_username, server.admin_password)
         wrong = await client.post(
-            "/api/auth/password", {"current_password": "nope-nope-nope", "new_password": "a-new-long-password"}
+            "/api/auth/password",
+            {"current_password": "nope-nope-nope", "new_password": "a-new-long-password"},
         )
         assert wrong.status == 403
         short = await client.post(
@@ -462,5 +469,3 @@ async def test_audit_records_and_chain(server_any_db: RunningServer) -> None:
     assert "auth.login_failed" in events and "auth.login" in events
     result = await verify_chain(server.app[DB], server.org_public_key)
     assert result.ok, result
-
-

@@ -121,7 +121,9 @@ def test_origins() -> None:
         "https://localhost:9999",
         "https://[::1]:9999",
     }
-    public = ServerConfig(data_dir=Path("/x"), public_url="https://help.example.org/", extra_origins=("https://b.org",))
+    public = ServerConfig(
+        data_dir=Path("/x"), public_url="https://help.example.org/", extra_origins=("https://b.org",)
+    )
     assert public.allowed_origins == {"https://help.example.org", "https://b.org"}
 
 

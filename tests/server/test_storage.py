@@ -66,3 +66,15 @@ async def test_foreign_keys_enforced(empty_db: Database) -> None:
                     id="d1", public_key="k", group_name="no-such-group", hostname="h", os="o", enrolled_at=1.0
                 )
             )
+
+
+@pytest.mark.postgres
+async def test_nodes_starting_together_migrate_once(tmp_path: Path) -> None:
+    async with database_url("postgresql", tmp_path) as url:
+        nodes = [await Database.open(url) for _ in range(3)]
+        try:
+            revisions = await asyncio.gather(*(node.migrate() for node in nodes))
+            assert len(set(revisions)) == 1
+        finally:
+            for node in nodes:
+                await node.close()

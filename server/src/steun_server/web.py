@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OriginPolicy = Literal["same", "none"]
+OriginPolicy = Literal["same", "none", "handler"]
 
 SESSION_COOKIE = "steun_session"
 CSRF_COOKIE = "steun_csrf"
@@ -87,7 +87,8 @@ class RouteSpec:
     #: Error statuses worth listing in the OpenAPI document besides the usual 400/401/403.
     errors: tuple[int, ...] = ()
     websocket: bool = False
-    #: ``same``: unsafe methods and websocket upgrades need our Origin; ``none``: any Origin is refused.
+    #: ``same``: unsafe methods and websocket upgrades need our Origin; ``none``: any Origin is refused;
+    #: ``handler``: the handler decides (the relay: its console side needs our Origin, its agent side none).
     origin: OriginPolicy | None = None
     tags: tuple[str, ...] = ()
     include_in_schema: bool = True
@@ -171,7 +172,7 @@ def _guarded(spec: RouteSpec) -> Handler:
         if spec.origin_policy == "none":
             if hdrs.ORIGIN in request.headers:
                 raise forbidden("browsers may not open this endpoint", code="origin_refused")
-        elif unsafe or spec.websocket:
+        elif spec.origin_policy == "same" and (unsafe or spec.websocket):
             check_origin(request)
         if unsafe:
             check_csrf(request)

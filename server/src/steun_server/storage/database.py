@@ -26,6 +26,8 @@ from .tables import metadata
 
 log = logging.getLogger(__name__)
 
+#: PostgreSQL advisory lock key held while migrating ("steun" in ASCII).
+MIGRATION_LOCK_ID = 0x737465756E
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -150,6 +152,9 @@ def _upgrade(connection: sa.Connection, script: ScriptDirectory) -> str:
     def upgrade_steps(revision: Any, _context: Any) -> Any:
         return script._upgrade_revs("head", revision)
 
+    if connection.dialect.name == "postgresql":
+        # several nodes may start at once: one migrates, the others wait here and then find nothing to do
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
     # what env.py would do, without loading env.py from disk: run on the connection we were handed
     with EnvironmentContext(alembic_config(), script, fn=upgrade_steps, destination_rev="head") as env:
         env.configure(
