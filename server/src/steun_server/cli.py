@@ -1,4 +1,4 @@
-"""The ``steun`` command: init, server, user, token and audit verbs."""
+"""The ``steun`` command: init, server, demo, user, token and audit verbs."""
 
 from __future__ import annotations
 
@@ -77,6 +77,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     )
     asyncio.run(run_forever(config))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run_demo(args.host, args.port, args.keep))
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -232,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", help="listen address (overrides listen_host)")
     server.add_argument("--port", type=int, help="listen port (overrides listen_port)")
     server.set_defaults(run=cmd_server)
+
+    demo = verbs.add_parser(
+        "demo", help="a throwaway server on SQLite with this machine's agent; prints the URL and a login"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8443, help="port (default 8443; a free one if taken)")
+    demo.add_argument("--keep", action="store_true", help="keep the data directory when the demo stops")
+    demo.set_defaults(run=cmd_demo)
 
     user = verbs.add_parser("user", help="manage user accounts").add_subparsers(
         dest="user_verb", required=True

@@ -16,10 +16,12 @@ from .app import RunningApp, serve
 from .bootstrap import initialise
 from .config import load_config
 from .fleet.enrollment import create_enrollment_token
+from .fleet.service import FLEET
 from .web import AUDIT, DB, KEYS
 
-#: How long the agent may take to enroll before the demo gives up with its output.
+#: How long the agent may take to enroll, and then to come online, before the demo gives up.
 ENROLL_TIMEOUT = 60.0
+ONLINE_TIMEOUT = 60.0
 
 
 def agent_command() -> list[str]:
@@ -92,6 +94,13 @@ async def start_demo(
         await demo.stop()
         raise SystemExit(f"the local agent could not enroll:\n{output.decode(errors='replace')}")
     demo.agent = await asyncio.create_subprocess_exec(*command, "run", env=env)
+    presence = app[FLEET].presence
+    deadline = asyncio.get_running_loop().time() + ONLINE_TIMEOUT
+    while not any(True for _ in presence.online_devices()):
+        if demo.agent.returncode is not None or asyncio.get_running_loop().time() > deadline:
+            await demo.stop()
+            raise SystemExit("the local agent did not come online; see its messages above")
+        await asyncio.sleep(0.1)
     return demo, running.url, result.admin_username, result.admin_password
 
 
