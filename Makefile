@@ -16,5 +16,7 @@ lint:
 types:
 	uv run mypy
 
-bench:       ## reproducible measurements beside a baseline (see benchmarks/)
+bench:       ## reproducible measurements, each beside a baseline from the same run (see benchmarks/)
 	uv run python benchmarks/fleet.py
+	uv run python benchmarks/diagnostics.py
+	uv run python benchmarks/screen.py

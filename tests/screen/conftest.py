@@ -30,6 +30,19 @@ class XServer:
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(args, env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def paint_root(self, rgb: int) -> None:
+        """Fill the root window with one colour (what ``xsetroot -solid`` does, without x11-xserver-utils)."""
+        from Xlib import display
+
+        d = display.Display(self.display)
+        try:
+            root = d.screen().root
+            root.change_attributes(background_pixel=rgb)
+            root.clear_area()
+            d.sync()
+        finally:
+            d.close()
+
 
 def wait_until(condition, *, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
     """Synchronous twin of tests.support.waiting.wait_for, for tests that drive X clients from a thread."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from steun_agent.screen import Monitor
+from steun_agent.screen import Monitor, Rect
 
 
 def text_screen(height: int = 1080, width: int = 1920, seed: int = 0) -> np.ndarray:
@@ -40,6 +39,7 @@ class FakeSource:
     def __init__(self, frame: np.ndarray, monitors: list[Monitor] | None = None) -> None:
         self.frame = frame
         self.grabs = 0
+        self.areas: list[Rect | None] = []
         self.closed = False
         h, w = frame.shape[:2]
         self._monitors = monitors or [Monitor(1, 0, 0, w, h, primary=True, name="fake")]
@@ -47,9 +47,12 @@ class FakeSource:
     def monitors(self) -> list[Monitor]:
         return self._monitors
 
-    def grab(self, monitor: Monitor) -> np.ndarray:
+    def grab(self, monitor: Monitor, area: Rect | None = None) -> np.ndarray:
         self.grabs += 1
-        return self.frame[monitor.y : monitor.y + monitor.height, monitor.x : monitor.x + monitor.width].copy()
+        self.areas.append(area)
+        area = area or Rect(0, 0, monitor.width, monitor.height)
+        x, y = monitor.x + area.x, monitor.y + area.y
+        return self.frame[y : y + area.height, x : x + area.width].copy()
 
     def close(self) -> None:
         self.closed = True

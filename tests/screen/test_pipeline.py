@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from steun_agent.screen import (
     Rect,
+    RegionDecoder,
     RegionEncoder,
     TileKind,
     changed_tiles,
@@ -16,7 +16,7 @@ from steun_agent.screen import (
     regions_by_kind,
 )
 from steun_agent.screen import encoding as encoding_module
-from steun_protocol.screen import ALL_ENCODINGS, MANDATORY_ENCODINGS, Encoding
+from steun_protocol.screen import ALL_ENCODINGS, MANDATORY_ENCODINGS, Encoding, Region
 
 from .helpers import photo_screen, psnr, text_screen
 
@@ -73,15 +73,45 @@ def test_text_and_photo_tiles_are_told_apart() -> None:
     assert sum(r.area for r, _ in regions) == 1920 * 1080
 
 
-@pytest.mark.parametrize("encodings", [ALL_ENCODINGS, MANDATORY_ENCODINGS])
-def test_lossless_regions_round_trip_exactly(encodings: int) -> None:
+@pytest.mark.parametrize(
+    ("encodings", "expected"),
+    [
+        (ALL_ENCODINGS, Encoding.ZSTD_STREAM_BGRA),
+        (MANDATORY_ENCODINGS | Encoding.ZSTD_BGRA.bit, Encoding.ZSTD_BGRA),
+        (MANDATORY_ENCODINGS, Encoding.DEFLATE_BGRA),
+    ],
+)
+def test_lossless_regions_round_trip_exactly(encodings: int, expected: Encoding) -> None:
     frame = text_screen(400, 700)
     rect = Rect(13, 7, 600, 333)
     [out] = RegionEncoder().encode(frame, rect, TileKind.TEXT, quality=75, encodings=encodings)
-    assert out.encoding is (Encoding.ZSTD_BGRA if encodings & Encoding.ZSTD_BGRA.bit else Encoding.DEFLATE_BGRA)
+    assert out.encoding is expected
     assert not out.lossy
-    assert np.array_equal(decode_region(out.encoding, out.data, rect.width, rect.height), frame[7:340, 13:613])
+    assert np.array_equal(RegionDecoder().decode(as_message(out)), frame[7:340, 13:613])
     assert len(out.data) < rect.area * 4 / 10
+
+
+def as_message(out) -> Region:
+    r = out.rect
+    return Region(1, r.x, r.y, r.width, r.height, out.encoding, out.data, out.reset)
+
+
+def test_zstd_regions_form_one_stream_that_remembers_earlier_pixels() -> None:
+    page = text_screen(1080, 800, seed=5)
+    encoder, decoder = RegionEncoder(), RegionDecoder()
+    first = encoder.encode(page, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    scrolled = page.copy()
+    scrolled[0:600] = page[40:640]  # the page scrolled up by two lines
+    second = encoder.encode(scrolled, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    assert first.reset and not second.reset
+    assert len(second.data) * 5 < len(first.data), (len(first.data), len(second.data))
+    assert np.array_equal(decoder.decode(as_message(first)), page[0:600])
+    assert np.array_equal(decoder.decode(as_message(second)), scrolled[0:600])
+    # After a reset the stream starts over, and a fresh decoder can follow.
+    encoder.reset()
+    third = encoder.encode(page, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    assert third.reset
+    assert np.array_equal(RegionDecoder().decode(as_message(third)), page[0:600])
 
 
 def test_photo_regions_are_jpeg_within_a_psnr_bound() -> None:
@@ -95,10 +125,18 @@ def test_photo_regions_are_jpeg_within_a_psnr_bound() -> None:
         assert len(out.data) < rect.area * 4 / 8
 
 
-def test_a_photo_misread_as_text_falls_back_to_jpeg() -> None:
+def test_a_photo_misread_as_text_falls_back_to_jpeg_and_restarts_the_stream() -> None:
     frame = photo_screen(256, 256)
-    [out] = RegionEncoder().encode(frame, Rect(0, 0, 256, 256), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)
+    text = text_screen(256, 256)
+    encoder, decoder = RegionEncoder(), RegionDecoder()
+    first = encoder.encode(text, Rect(0, 0, 256, 256), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    decoder.decode(as_message(first))
+    [out] = encoder.encode(frame, Rect(0, 0, 256, 256), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)
     assert out.encoding is Encoding.JPEG
+    # The zstd block of the photo was never sent: the next lossless region must not depend on it.
+    after = encoder.encode(text, Rect(0, 0, 128, 128), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    assert after.reset
+    assert np.array_equal(decoder.decode(as_message(after)), text[:128, :128])
 
 
 def test_one_colour_is_solid() -> None:
@@ -116,3 +154,16 @@ def test_a_region_too_large_for_a_record_is_split(monkeypatch: pytest.MonkeyPatc
     assert len(parts) > 1
     assert all(len(p.data) <= 20_000 for p in parts)
     assert sum(p.rect.area for p in parts) == 512 * 512
+
+
+def test_classification_of_scattered_and_edge_tiles() -> None:
+    frame = text_screen(768, 1366)
+    frame[:, 1344:] = photo_screen(768, 22)  # the partial last tile column is photo-like
+    frame[128:192, 640:704] = photo_screen(64, 64)
+    mask = np.zeros((12, 22), dtype=bool)
+    mask[2, [3, 10, 21]] = True
+    mask[11, 21] = True
+    kinds = classify_tiles(frame, mask)
+    assert kinds[2, 3] == TileKind.TEXT and kinds[2, 10] == TileKind.PHOTO and kinds[2, 21] == TileKind.PHOTO
+    assert kinds[11, 21] == TileKind.PHOTO
+    assert np.count_nonzero(kinds) == 4

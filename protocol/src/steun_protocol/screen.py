@@ -17,8 +17,8 @@ type  name             fields after the type byte
                        x i32, y i32, width u16, height u16, name_len u8 (≤ 64), name UTF-8
 0x02  FRAME_BEGIN      seq u32, monitor u8, flags u8 (bit 0 full refresh), width u16, height u16,
                        capture_ms u32 (agent clock)
-0x03  REGION           seq u32, x u16, y u16, width u16, height u16, encoding u8, reserved u8 (0),
-                       length u32 (≤ MAX_REGION_BYTES), data
+0x03  REGION           seq u32, x u16, y u16, width u16, height u16, encoding u8, flags u8 (bit 0
+                       reset, ZSTD_STREAM_BGRA only), length u32 (≤ MAX_REGION_BYTES), data
 0x04  FRAME_END        seq u32, regions u16, bytes u32 (sum of this frame's REGION data lengths)
 0x05  CURSOR_POSITION  x i32, y i32 (relative to the streamed monitor), visible u8
 0x06  CURSOR_SHAPE     serial u32, width u16, height u16 (1..256), hot_x u16, hot_y u16,
@@ -50,11 +50,18 @@ Region encodings (``Encoding``): pixels are rows top to bottom, no padding.
 * ``ZSTD_BGRA`` (2) — one zstd frame of B, G, R, X bytes per pixel (X is ignored; paint alpha 255).
 * ``DEFLATE_BGRA`` (3) — the same pixels as one zlib stream (``DecompressionStream("deflate")``).
 * ``SOLID`` (4) — 4 bytes B, G, R, X: fill the whole region with that colour.
+* ``ZSTD_STREAM_BGRA`` (5) — the same pixels as the next flushed block(s) of *one zstd stream* that runs
+  through all ZSTD_STREAM_BGRA regions of the screen stream, so a region may copy pixels sent earlier
+  (scrolling, moved windows). Keep one decoder (window ≤ 8 MiB); the ``reset`` flag means "start a new
+  decoder before this region".
+
+Every lossless region decodes to exactly width × height × 4 bytes: a console must stop and fail on more.
+A REGION's ``seq`` is the seq of the FRAME_BEGIN before it; regions of one frame never overlap.
 
 A console announces what it decodes in CONFIGURE; ``JPEG``, ``DEFLATE_BGRA`` and ``SOLID`` are mandatory
-(every browser has them natively), ``ZSTD_BGRA`` is opt-in. The console acknowledges each frame after painting
-its FRAME_END; an ACK covers that frame and every earlier one. The agent keeps at most ``max_in_flight``
-unacknowledged frames, and sends nothing at all while the screen does not change.
+(every browser has them natively), the zstd ones are opt-in. The console acknowledges each frame after
+painting its FRAME_END; an ACK covers that frame and every earlier one. The agent keeps at most
+``max_in_flight`` unacknowledged frames, and sends nothing at all while the screen does not change.
 
 Errors are ``RemoteProtocolError`` with these codes: ``malformed`` (empty, truncated, trailing bytes,
 bad UTF-8), ``message_too_large`` (a length above its cap), ``unknown_type`` (type byte not in the table,
@@ -102,6 +109,7 @@ class Encoding(enum.IntEnum):
     ZSTD_BGRA = 2
     DEFLATE_BGRA = 3
     SOLID = 4
+    ZSTD_STREAM_BGRA = 5
 
     @property
     def bit(self) -> int:
@@ -110,7 +118,7 @@ class Encoding(enum.IntEnum):
 
 #: Encodings every console must decode (native in every browser).
 MANDATORY_ENCODINGS = Encoding.JPEG.bit | Encoding.DEFLATE_BGRA.bit | Encoding.SOLID.bit
-ALL_ENCODINGS = MANDATORY_ENCODINGS | Encoding.ZSTD_BGRA.bit
+ALL_ENCODINGS = MANDATORY_ENCODINGS | Encoding.ZSTD_BGRA.bit | Encoding.ZSTD_STREAM_BGRA.bit
 
 
 class MessageType(enum.IntEnum):
@@ -182,6 +190,7 @@ class Region:
     height: int
     encoding: Encoding
     data: bytes
+    reset: bool = False  # ZSTD_STREAM_BGRA: start a new zstd stream with this region
     type: ClassVar[MessageType] = MessageType.REGION
 
 
@@ -361,13 +370,14 @@ def encode(message: ScreenMessage) -> bytes:
             case FrameBegin(seq, monitor, width, height, capture_ms, full):
                 _check(_size_ok(width, height), f"frame {width}x{height}")
                 return t + _FRAME_BEGIN.pack(seq, monitor, int(full), width, height, capture_ms & U32_MAX)
-            case Region(seq, x, y, width, height, encoding, data):
+            case Region(seq, x, y, width, height, encoding, data, reset):
                 _check(_size_ok(width, height) and x + width <= MAX_SIDE and y + height <= MAX_SIDE, "region")
+                _check(not reset or encoding == Encoding.ZSTD_STREAM_BGRA, "only a zstd stream resets")
                 if len(data) > MAX_REGION_BYTES:
                     raise LocalProtocolError(
                         ErrorCode.MESSAGE_TOO_LARGE, f"region of {len(data)} bytes > {MAX_REGION_BYTES}"
                     )
-                head = _REGION.pack(seq, x, y, width, height, Encoding(encoding), 0, len(data))
+                head = _REGION.pack(seq, x, y, width, height, Encoding(encoding), int(reset), len(data))
                 return b"".join((t, head, data))
             case FrameEnd(seq, regions, nbytes):
                 return t + _FRAME_END.pack(seq, regions, nbytes)
@@ -519,12 +529,13 @@ def _encoding(value: int) -> Encoding:
 
 
 def _region(r: _Reader) -> Region:
-    seq, x, y, width, height, encoding, reserved, length = r.fields(_REGION)
+    seq, x, y, width, height, encoding, flags, length = r.fields(_REGION)
     _invalid(_size_ok(width, height) and x + width <= MAX_SIDE and y + height <= MAX_SIDE, "region size")
-    _invalid(reserved == 0, "reserved byte is not zero")
     enc = _encoding(encoding)
+    _invalid(flags == 0 or (flags == 1 and enc is Encoding.ZSTD_STREAM_BGRA), f"region flags {flags}")
     _invalid(enc is not Encoding.SOLID or length == 4, "a SOLID region carries 4 bytes")
-    return Region(seq, x, y, width, height, enc, r.raw(length, MAX_REGION_BYTES, "region data"))
+    data = r.raw(length, MAX_REGION_BYTES, "region data")
+    return Region(seq, x, y, width, height, enc, data, reset=bool(flags))
 
 
 def _frame_end(r: _Reader) -> FrameEnd:

@@ -222,7 +222,10 @@ class X11Clipboard:
             0, 0, 1, 1, 0, X.CopyFromParent, event_mask=X.PropertyChangeMask
         )
         self._xfixes = self._owner.has_extension("XFIXES")
-        if self._xfixes:
+        self._owner_notify = -1  # python-xlib builds its own event classes: match on the event code
+        extension = self._owner.query_extension("XFIXES") if self._xfixes else None
+        if extension is not None:
+            self._owner_notify = extension.first_event + xfixes.XFixesSelectionNotify
             self._owner.xfixes_query_version()
             self._owner.xfixes_select_selection_input(
                 self._window, self._atoms["CLIPBOARD"], xfixes.XFixesSetSelectionOwnerNotifyMask
@@ -342,9 +345,9 @@ class X11Clipboard:
         elif ev.type == X.SelectionRequest:
             self._answer(ev)
         elif (
-            self._xfixes
-            and isinstance(ev, xfixes.SetSelectionOwnerNotify)
-            and ev.owner != self._window.id
+            ev.type == self._owner_notify
+            and getattr(ev, "sub_code", None) == xfixes.XFixesSetSelectionOwnerNotify
+            and getattr(ev.owner, "id", ev.owner) != self._window.id
             and self._on_change is not None
         ):
             self._text = None

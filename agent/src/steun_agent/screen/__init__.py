@@ -2,7 +2,12 @@
 
 Public API for the session runtime::
 
-    streamer = ScreenStreamer(send, lambda: Capturer(display), cursor_factory=lambda: X11CursorTracker(display))
+    streamer = ScreenStreamer(
+        send,
+        lambda: Capturer(display),
+        cursor_factory=lambda: X11CursorTracker(display),
+        damage_factory=lambda: X11Damage(display),
+    )
     task = asyncio.create_task(streamer.run())
     ...  # for each console message on the screen channel: streamer.handle(decode_from_console(payload))
     streamer.monitor  # origin of input coordinates (see steun_agent.input.InputDispatcher)
@@ -10,9 +15,10 @@ Public API for the session runtime::
 
 from __future__ import annotations
 
-from .capture import Capturer, CaptureError, FrameSource, Monitor
+from .capture import CaptureError, Capturer, FrameSource, Monitor
 from .cursor import CursorImage, CursorSource, X11CursorTracker
-from .encoding import EncodedRegion, RegionEncoder, decode_region
+from .damage import DamageSource, X11Damage
+from .encoding import EncodedRegion, RegionDecoder, RegionEncoder, decode_region
 from .flow import FlowControl, FlowStatistics
 from .streamer import ScreenStreamer, StreamerConfig, StreamerStatistics
 from .tiles import TILE, Rect, TileKind, changed_tiles, classify_tiles, merge_tiles, regions_by_kind
@@ -23,18 +29,21 @@ __all__ = [
     "Capturer",
     "CursorImage",
     "CursorSource",
+    "DamageSource",
     "EncodedRegion",
     "FlowControl",
     "FlowStatistics",
     "FrameSource",
     "Monitor",
     "Rect",
+    "RegionDecoder",
     "RegionEncoder",
     "ScreenStreamer",
     "StreamerConfig",
     "StreamerStatistics",
     "TileKind",
     "X11CursorTracker",
+    "X11Damage",
     "changed_tiles",
     "classify_tiles",
     "decode_region",

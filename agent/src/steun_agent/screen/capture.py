@@ -10,7 +10,7 @@ import numpy as np
 from mss.exception import ScreenShotError
 
 from ..errors import AgentError
-from .tiles import Frame
+from .tiles import Frame, Rect
 
 
 class CaptureError(AgentError):
@@ -35,8 +35,9 @@ class FrameSource(Protocol):
 
     def monitors(self) -> list[Monitor]: ...
 
-    def grab(self, monitor: Monitor) -> Frame:
-        """The monitor's pixels as a (height, width, 4) BGRX array the caller may keep."""
+    def grab(self, monitor: Monitor, area: Rect | None = None) -> Frame:
+        """The monitor's pixels (or those of ``area``, in monitor coordinates) as a (height, width, 4) BGRX
+        array that the caller owns and may write to."""
         ...
 
     def close(self) -> None: ...
@@ -69,8 +70,11 @@ class Capturer:
             for i, m in enumerate(found, start=1)
         ]
 
-    def grab(self, monitor: Monitor) -> Frame:
-        box = {"left": monitor.x, "top": monitor.y, "width": monitor.width, "height": monitor.height}
+    def grab(self, monitor: Monitor, area: Rect | None = None) -> Frame:
+        if area is None:
+            area = Rect(0, 0, monitor.width, monitor.height)
+        left, top = monitor.x + area.x, monitor.y + area.y
+        box = {"left": left, "top": top, "width": area.width, "height": area.height}
         try:
             shot = self._mss.grab(box)
         except ScreenShotError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import simplejpeg  # type: ignore[import-untyped]  # no stubs; two calls, wrapped below
 import zstandard
-from steun_protocol.screen import MAX_REGION_BYTES, Encoding
+from steun_protocol.screen import MAX_REGION_BYTES, Encoding, Region
 
 from .tiles import Frame, Rect, TileKind
 
@@ -22,20 +22,46 @@ MAX_QUALITY = 90
 DEFAULT_QUALITY = 75
 
 
+#: The window of the ZSTD_STREAM_BGRA stream: 8 MiB holds a whole 1080p screen, so a line that scrolls up
+#: or a window that moves is found again by long-distance matching (measured: scrolling text 14 KB → 1.7 KB
+#: per frame; docs/design/0050).
+ZSTD_WINDOW_LOG = 23
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedRegion:
     rect: Rect
     encoding: Encoding
     data: bytes
     lossy: bool
+    reset: bool = False  # ZSTD_STREAM_BGRA: this region starts a new zstd stream
 
 
 class RegionEncoder:
-    """Encodes regions of one frame. Not thread-safe: one per capture thread (it reuses its compressor)."""
+    """Encodes the regions of one screen stream, in order. Not thread-safe: one per capture thread.
 
-    def __init__(self, *, zstd_level: int = 1, deflate_level: int = 1) -> None:
-        self._zstd = zstandard.ZstdCompressor(level=zstd_level)
+    ZSTD_STREAM_BGRA regions are consecutive flushed blocks of one zstd stream (the console keeps one
+    decoder), so every region after the first can refer to pixels sent before. ``reset()`` starts a new
+    stream (a new monitor, a refresh the console asked for). ZSTD_BGRA regions stand alone.
+    """
+
+    def __init__(self, *, zstd_level: int = 1, deflate_level: int = 1, long_distance: bool = True) -> None:
+        self._zstd_params = zstandard.ZstdCompressionParameters.from_level(
+            zstd_level, window_log=ZSTD_WINDOW_LOG, enable_ldm=long_distance
+        )
+        self._zstream: zstandard.ZstdCompressionObj | None = None
+        self._zstd_frames = zstandard.ZstdCompressor(level=zstd_level)
         self._deflate_level = deflate_level
+
+    def reset(self) -> None:
+        self._zstream = None
+
+    def _zstd_stream(self, raw: memoryview) -> tuple[bytes, bool]:
+        reset = self._zstream is None
+        if self._zstream is None:
+            self._zstream = zstandard.ZstdCompressor(compression_params=self._zstd_params).compressobj()
+        data = self._zstream.compress(raw) + self._zstream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return data, reset
 
     def encode(
         self, frame: Frame, rect: Rect, kind: TileKind, *, quality: int, encodings: int
@@ -50,12 +76,17 @@ class RegionEncoder:
         result: EncodedRegion | None = None
         if kind is TileKind.TEXT:
             raw = contiguous.data
-            if encodings & Encoding.ZSTD_BGRA.bit:
-                data, encoding = self._zstd.compress(raw), Encoding.ZSTD_BGRA
+            reset = False
+            if encodings & Encoding.ZSTD_STREAM_BGRA.bit:
+                (data, reset), encoding = self._zstd_stream(raw), Encoding.ZSTD_STREAM_BGRA
+            elif encodings & Encoding.ZSTD_BGRA.bit:
+                data, encoding = self._zstd_frames.compress(raw), Encoding.ZSTD_BGRA
             else:
                 data, encoding = zlib.compress(raw, self._deflate_level), Encoding.DEFLATE_BGRA
-            if len(data) * LOSSLESS_GIVE_UP <= contiguous.nbytes:
-                result = EncodedRegion(rect, encoding, data, lossy=False)
+            if len(data) * LOSSLESS_GIVE_UP <= contiguous.nbytes and len(data) <= MAX_REGION_BYTES:
+                result = EncodedRegion(rect, encoding, data, lossy=False, reset=reset)
+            elif encoding is Encoding.ZSTD_STREAM_BGRA:
+                self._zstream = None  # the console never sees this block: the stream starts again
         if result is None:
             quality = max(1, min(quality, 100))
             jpeg = simplejpeg.encode_jpeg(
@@ -75,17 +106,37 @@ class RegionEncoder:
         ]
 
 
+class RegionDecoder:
+    """The console's side, in Python (tests and the benchmark; the console does the same in JS)."""
+
+    def __init__(self) -> None:
+        self._zstream: zstandard.ZstdDecompressionObj | None = None
+
+    def decode(self, region: Region) -> Frame:
+        width, height = region.width, region.height
+        if region.encoding is not Encoding.ZSTD_STREAM_BGRA:
+            return decode_region(region.encoding, region.data, width, height)
+        if region.reset or self._zstream is None:
+            self._zstream = zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_WINDOW_LOG).decompressobj()
+        raw = self._zstream.decompress(region.data)
+        if len(raw) != width * height * 4:
+            raise ValueError(f"zstd stream region decodes to {len(raw)} bytes, expected {width * height * 4}")
+        return np.frombuffer(raw, np.uint8).reshape(height, width, 4)
+
+
 def decode_region(encoding: Encoding, data: bytes, width: int, height: int) -> Frame:
-    """Decode a region back to BGRA pixels (for tests and the benchmark; the console does this in JS)."""
+    """Decode a self-contained region (all but ZSTD_STREAM_BGRA) back to BGRA pixels."""
     if encoding is Encoding.SOLID:
         return np.broadcast_to(np.frombuffer(data, np.uint8), (height, width, 4)).copy()
+    if encoding is Encoding.ZSTD_STREAM_BGRA:
+        raise ValueError("ZSTD_STREAM_BGRA regions belong to a stream: use RegionDecoder")
     if encoding is Encoding.ZSTD_BGRA:
         raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=width * height * 4)
     elif encoding is Encoding.DEFLATE_BGRA:
         raw = zlib.decompressobj().decompress(data, width * height * 4 + 1)
     else:
-        rgb = simplejpeg.decode_jpeg(data, colorspace="BGRA")
-        return np.asarray(rgb, dtype=np.uint8)
+        pixels = simplejpeg.decode_jpeg(data, colorspace="BGRA")
+        return np.asarray(pixels, dtype=np.uint8)
     if len(raw) != width * height * 4:
         raise ValueError(f"{encoding.name} region decodes to {len(raw)} bytes, expected {width * height * 4}")
     return np.frombuffer(raw, np.uint8).reshape(height, width, 4)

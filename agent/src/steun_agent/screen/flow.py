@@ -4,6 +4,9 @@ ask it when the next frame may go and at what JPEG quality.
 * **Credit window.** At most ``window`` frames are unacknowledged. The console acknowledges a frame after
   painting it, so a slow console or link stops the agent after ``window`` frames instead of building a
   queue; what changes meanwhile is coalesced into the next frame (the agent diffs against what it *sent*).
+* **Byte budget.** A second frame may join the first in flight only while the bytes in flight stay under
+  what the path delivered in ``BUDGET_SECONDS`` (at least ``MIN_BUDGET``): on a slow link two large frames
+  would otherwise mean seconds of latency for the frame after them.
 * **Pacing.** Frames are at least ``1 / fps`` apart; ``fps`` starts at ``max_fps``.
 * **Adaptation, delay-based.** A frame's round trip (send → ack) minus the lowest recent round trip is the
   time it waited in buffers or on the wire. While that queueing delay stays above ``TARGET_DELAY`` the
@@ -26,6 +29,10 @@ MIN_RTT_WINDOW = 10.0
 #: Throughput is measured over this window (seconds).
 RATE_WINDOW = 2.0
 MIN_FPS = 2.0
+#: Bytes in flight beyond the first frame: what the path delivers in this long...
+BUDGET_SECONDS = 0.25
+#: ...but never less than this.
+MIN_BUDGET = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class FlowControl:
     _acked: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
     _last_change: float = float("-inf")
     _stalled: bool = False
+    _last_ack_at: float = 0.0
     _stats: FlowStatistics = field(default_factory=FlowStatistics)
 
     def __post_init__(self) -> None:
@@ -83,7 +91,12 @@ class FlowControl:
         return self._fps
 
     def has_credit(self) -> bool:
-        return len(self._in_flight) < self.window
+        if not self._in_flight:
+            return True
+        if len(self._in_flight) >= self.window:
+            return False
+        in_flight_bytes = sum(f.nbytes for f in self._in_flight)
+        return in_flight_bytes < max(MIN_BUDGET, self.throughput(self._last_ack_at) * BUDGET_SECONDS)
 
     def delay_until_next(self, now: float) -> float:
         """Seconds until the next frame may be captured (0 = now); only meaningful with credit."""
@@ -111,7 +124,7 @@ class FlowControl:
         self._stats.bytes_sent += nbytes
 
     def on_stall(self) -> None:
-        """The caller had something to send but no credit."""
+        """Changes waited for credit longer than a frame interval before they could be sent."""
         self._stats.credit_stalls += 1
         self._stalled = True
 
@@ -120,6 +133,7 @@ class FlowControl:
         if not self._in_flight or seq < self._in_flight[0].seq or seq > self._in_flight[-1].seq:
             self._stats.stray_acks += 1
             return
+        self._last_ack_at = now
         while self._in_flight and self._in_flight[0].seq <= seq:
             frame = self._in_flight.popleft()
             self._stats.frames_acked += 1
@@ -178,7 +192,7 @@ class FlowControl:
                 self._last_change = now
         elif delay < LOW_DELAY and not stalled and now - self._last_change >= max(2 * srtt, 0.5):
             if self._fps < self.max_fps:
-                self._fps = min(self.max_fps, self._fps + max(1.0, self._fps * 0.2))
+                self._fps = min(self.max_fps, self._fps * 1.5)
             elif not self.fixed_quality and self._quality < min(MAX_QUALITY, DEFAULT_QUALITY):
                 self._quality = min(DEFAULT_QUALITY, self._quality + 5)
             self._last_change = now

@@ -41,9 +41,10 @@ from steun_protocol.screen import (
 
 from .capture import CaptureError, FrameSource, Monitor
 from .cursor import CursorImage, CursorSource
+from .damage import DamageSource
 from .encoding import RegionEncoder
 from .flow import FlowControl, FlowStatistics
-from .tiles import Frame, changed_tiles, classify_tiles, grid_shape, regions_by_kind
+from .tiles import TILE, Frame, Rect, changed_tiles, classify_tiles, grid_shape, regions_by_kind
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class StreamerStatistics:
     last_frame_bytes: int
     max_frame_bytes: int
     cursor_updates: int
+    captures_skipped: int = 0
     encodings: dict[str, int] = field(default_factory=dict)
 
 
@@ -92,12 +94,15 @@ class ScreenStreamer:
         source_factory: Callable[[], FrameSource],
         *,
         cursor_factory: Callable[[], CursorSource | None] | None = None,
+        damage_factory: Callable[[], DamageSource] | None = None,
         config: StreamerConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
         self._source_factory = source_factory
         self._cursor_factory = cursor_factory
+        self._damage_factory = damage_factory
+        self._damage: DamageSource | None = None
         self.config = config or StreamerConfig()
         self._clock = clock
         self.flow = FlowControl(max_fps=self.config.max_fps, window=self.config.window)
@@ -119,6 +124,7 @@ class ScreenStreamer:
         self._stats = StreamerStatistics(FlowStatistics(), 0, 0, 0.0, 0.0, 0, 0, 0)
         self._last_cursor: tuple[int, int] | None = None
         self._last_poll = float("-inf")
+        self._blocked_since: float | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -176,7 +182,8 @@ class ScreenStreamer:
             if self._wanted_monitor is not None:
                 await self._switch_monitor(self._wanted_monitor)
             if not self.flow.has_credit():
-                self.flow.on_stall()
+                if self._blocked_since is None:
+                    self._blocked_since = self._clock()
                 await self._wait(None)
                 continue
             now = self._clock()
@@ -192,11 +199,14 @@ class ScreenStreamer:
             produced = await self._call(
                 functools.partial(self._produce, full, self.flow.quality, self._encodings, self._seq + 1)
             )
+            blocked_since, self._blocked_since = self._blocked_since, None
             if produced is None:
                 self._stats.frames_unchanged += 1
                 continue
             self._seq += 1
             self._last_change = self._clock()
+            if blocked_since is not None and self._last_change - blocked_since > 1.0 / self.flow.fps:
+                self.flow.on_stall()  # changes waited for credit: the path, not the screen, set the pace
             async with self._send_lock:
                 self.flow.on_sent(self._seq, produced.nbytes, self._clock())
                 for data in produced.messages:
@@ -273,9 +283,14 @@ class ScreenStreamer:
                 self._cursor = self._cursor_factory()
             except CaptureError as exc:
                 log.info("no cursor tracking: %s", exc)
+        if self._damage_factory is not None:
+            try:
+                self._damage = self._damage_factory()
+            except CaptureError as exc:
+                log.info("no damage hints, polling only: %s", exc)
 
     def _close(self) -> None:
-        for closable in (self._source, self._cursor):
+        for closable in (self._source, self._cursor, self._damage):
             if closable is not None:
                 with contextlib.suppress(Exception):
                     closable.close()
@@ -283,17 +298,40 @@ class ScreenStreamer:
     def _produce(self, full: bool, quality: int, encodings: int, seq: int) -> _Produced | None:
         assert self._source is not None and self._monitor is not None
         monitor = self._monitor
+        area = self._damaged_area(monitor) if self._damage is not None else None
+        reference = self._reference
+        if area is not None and area.area == 0 and not full and reference is not None:
+            self._stats.captures_skipped += 1
+            return None
+        whole = Rect(0, 0, monitor.width, monitor.height)
+        if full or reference is None or reference.shape[:2] != (monitor.height, monitor.width):
+            area = whole
         t0 = time.perf_counter()
-        frame = self._source.grab(monitor)
-        t1 = time.perf_counter()
-        height, width = frame.shape[:2]
-        if full or self._reference is None or self._reference.shape != frame.shape:
-            mask = np.ones(grid_shape(height, width), dtype=np.bool_)
-            full = True
+        if area is None or area == whole or reference is None:
+            frame = self._source.grab(monitor)
+            t1 = time.perf_counter()
+            height, width = frame.shape[:2]
+            if full or reference is None or reference.shape != frame.shape:
+                mask = np.ones(grid_shape(height, width), dtype=np.bool_)
+                full = True
+                self._encoder.reset()  # the console may have lost its decoder state (refresh, new monitor)
+            else:
+                mask = changed_tiles(reference, frame)
         else:
-            mask = changed_tiles(self._reference, frame)
-            if not mask.any():
-                return None
+            # Only the damaged, tile-aligned area: diff it and patch it into the reference in place.
+            block = self._source.grab(monitor, area)
+            t1 = time.perf_counter()
+            frame = reference
+            height, width = frame.shape[:2]
+            old = frame[area.y : area.y + area.height, area.x : area.x + area.width]
+            sub_mask = changed_tiles(old, block)
+            old[...] = block
+            mask = np.zeros(grid_shape(height, width), dtype=np.bool_)
+            r0, c0 = area.y // TILE, area.x // TILE
+            mask[r0 : r0 + sub_mask.shape[0], c0 : c0 + sub_mask.shape[1]] = sub_mask
+        if not full and not mask.any():
+            self._reference = frame
+            return None
         kinds = classify_tiles(frame, mask)
         regions = []
         for rect, kind in regions_by_kind(kinds, height, width):
@@ -303,12 +341,31 @@ class ScreenStreamer:
         nbytes = 0
         for r in regions:
             rect = r.rect
-            messages.append(encode(Region(seq, rect.x, rect.y, rect.width, rect.height, r.encoding, r.data)))
+            messages.append(
+                encode(Region(seq, rect.x, rect.y, rect.width, rect.height, r.encoding, r.data, r.reset))
+            )
             nbytes += len(r.data)
             self._stats.encodings[r.encoding.name] = self._stats.encodings.get(r.encoding.name, 0) + 1
         messages.append(encode(FrameEnd(seq, len(regions), nbytes)))
         t2 = time.perf_counter()
         return _Produced(messages, nbytes, (t1 - t0) * 1000, (t2 - t1) * 1000)
+
+    def _damaged_area(self, monitor: Monitor) -> Rect | None:
+        """The damaged part of ``monitor``, grown to whole tiles (a zero-size Rect: nothing changed)."""
+        assert self._damage is not None
+        damaged = self._damage.changed()
+        if damaged is None:
+            return Rect(0, 0, 0, 0)
+        x0 = max(damaged.x - monitor.x, 0) // TILE * TILE
+        y0 = max(damaged.y - monitor.y, 0) // TILE * TILE
+        x1 = min(damaged.x + damaged.width - monitor.x, monitor.width)
+        y1 = min(damaged.y + damaged.height - monitor.y, monitor.height)
+        if x1 <= x0 or y1 <= y0:
+            return Rect(0, 0, 0, 0)
+        # Whole tiles, except where the monitor ends inside a tile.
+        x1 = min(-(-x1 // TILE) * TILE, monitor.width)
+        y1 = min(-(-y1 // TILE) * TILE, monitor.height)
+        return Rect(x0, y0, x1 - x0, y1 - y0)
 
     def _poll_cursor(self) -> tuple[tuple[int, int] | None, CursorImage | None]:
         cursor, monitor = self._cursor, self._monitor

@@ -83,23 +83,27 @@ def classify_tiles(frame: Frame, mask: Mask, tile: int = TILE) -> npt.NDArray[np
     pixels = _pixels(frame)
     width = pixels.shape[1]
     kinds = np.zeros(mask.shape, dtype=np.uint8)
-    full_w = (width // tile) * tile
     for r in np.flatnonzero(mask.any(axis=1)):
-        band = pixels[r * tile : (r + 1) * tile]
+        # Only the span of changed tiles in this tile row: a typed character costs one tile, not a band.
+        cols = np.flatnonzero(mask[r])
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        x0, x1 = c0 * tile, min(c1 * tile, width)
+        band = pixels[r * tile : (r + 1) * tile, x0:x1]
         same = np.zeros(band.shape, dtype=np.bool_)
         np.equal(band[:, 1:], band[:, :-1], out=same[:, 1:])
-        counts = np.empty(mask.shape[1], dtype=np.int64)
-        if full_w:
-            counts[: width // tile] = (
-                same[:, :full_w].reshape(band.shape[0], width // tile, tile).sum(axis=(0, 2))
-            )
-        if full_w < width:
-            counts[-1] = same[:, full_w:].sum()
-        widths = np.full(mask.shape[1], tile, dtype=np.int64)
-        widths[-1] = width - (mask.shape[1] - 1) * tile
+        span, n = x1 - x0, c1 - c0
+        whole = (span // tile) * tile
+        counts = np.empty(n, dtype=np.int64)
+        if whole:
+            blocks = same[:, :whole].reshape(band.shape[0], span // tile, tile)
+            counts[: span // tile] = blocks.sum(axis=(0, 2))
+        if whole < span:
+            counts[-1] = same[:, whole:].sum()
+        widths = np.full(n, tile, dtype=np.int64)
+        widths[-1] = span - (n - 1) * tile
         totals = band.shape[0] * np.maximum(widths - 1, 1)
         row_kinds = np.where(counts >= FLAT_RATIO * totals, TileKind.TEXT, TileKind.PHOTO).astype(np.uint8)
-        kinds[r] = np.where(mask[r], row_kinds, 0)
+        kinds[r, c0:c1] = np.where(mask[r, c0:c1], row_kinds, 0)
     return kinds
 
 
