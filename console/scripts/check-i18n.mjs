@@ -37,7 +37,7 @@ function* sources(dir) {
 }
 
 // Every literal key in the code must exist (directly, or as the .one/.other variants of a plural).
-const KEY = /["'`]((?:app|language|common|connection|error|format|login|nav|status|devices|device|account|admin|role)\.[a-z0-9_.]+)["'`]/g;
+const KEY = /["'`]((?:app|language|common|connection|error|format|login|nav|status|devices|device|account|admin|role|session|support|diag)\.[a-z0-9_.]+)["'`]/g;
 for (const path of sources(web)) {
   const text = readFileSync(path, "utf8");
   for (const match of text.matchAll(KEY)) {

@@ -11,8 +11,12 @@ import { accountView } from "./views/account";
 import { adminView } from "./views/admin";
 import { deviceView } from "./views/device";
 import { devicesView } from "./views/devices";
+import { diagnosticsFleetView } from "./views/diagnostics-fleet";
+import { diagnosticsPolicyView } from "./views/diagnostics-policy";
 import { loginView } from "./views/login";
+import { sessionView } from "./views/session";
 import { shellView, type Shell } from "./views/shell";
+import { supportView } from "./views/support";
 
 const root = document.getElementById("app") ?? document.body;
 
@@ -39,12 +43,20 @@ function pageFor(current: Session, route: Route): View {
       return devicesView(current.socket);
     case "device":
       return deviceView(current.socket, route.id);
+    case "support":
+      return supportView(current.socket);
+    case "session":
+      return sessionView(current.socket, route.id);
     case "account":
       return accountView(current.user, (user) => {
         current.user = user;
       });
     case "admin":
       return adminView(current.user);
+    case "fleet-diagnostics":
+      return diagnosticsFleetView(current.socket, current.user);
+    case "diagnostics-policy":
+      return diagnosticsPolicyView(current.socket);
     case "not-found":
       return { el: h("div", { class: "card" }, emptyState("common.page_not_found")), dispose() {} };
   }

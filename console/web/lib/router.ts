@@ -1,10 +1,14 @@
-// Hash routing: #/devices, #/devices/<id>, #/account, #/admin.
+// Hash routing: #/devices, #/devices/<id>, #/support, #/sessions/<id>, #/account, #/admin.
 
 export type Route =
   | { name: "devices" }
   | { name: "device"; id: string }
+  | { name: "support" }
+  | { name: "session"; id: string }
   | { name: "account" }
   | { name: "admin" }
+  | { name: "fleet-diagnostics" }
+  | { name: "diagnostics-policy" }
   | { name: "not-found" };
 
 export function parseRoute(hash: string): Route {
@@ -13,17 +17,21 @@ export function parseRoute(hash: string): Route {
   if (parts.length === 0) return { name: "devices" };
   const [first, second, ...rest] = parts;
   if (first === "devices" && second === undefined) return { name: "devices" };
-  if (first === "devices" && second !== undefined && rest.length === 0) {
+  if ((first === "devices" || first === "sessions") && second !== undefined && rest.length === 0) {
     let id: string;
     try {
       id = decodeURIComponent(second);
     } catch {
       return { name: "not-found" };
     }
-    return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? { name: "device", id } : { name: "not-found" };
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return { name: "not-found" };
+    return first === "devices" ? { name: "device", id } : { name: "session", id };
   }
+  if (first === "support" && second === undefined) return { name: "support" };
   if (first === "account" && second === undefined) return { name: "account" };
   if (first === "admin" && second === undefined) return { name: "admin" };
+  if (first === "fleet" && second === "diagnostics" && rest.length === 0) return { name: "fleet-diagnostics" };
+  if (first === "admin" && second === "diagnostics" && rest.length === 0) return { name: "diagnostics-policy" };
   return { name: "not-found" };
 }
 

@@ -6,6 +6,8 @@ import { language, onLanguageChange, t } from "../lib/i18n";
 import { readDetail, readDeviceEvent, type DeviceDetail, type Inventory, type LiveMetrics } from "../lib/model";
 import { badge, card, emptyState, errorText, facts, meter, type View } from "../lib/ui";
 import type { ConsoleSocket } from "../lib/ws";
+import { requestControlForm } from "./request";
+import { diagnosticsSection } from "./diagnostics";
 
 const PACKAGE_PAGE = 200;
 const LIST_PAGE = 100;
@@ -263,11 +265,15 @@ export function deviceView(socket: ConsoleSocket, deviceId: string): View {
     card("device.section_users", users),
     card("device.section_packages", packages.el),
   );
+  const remote = requestControlForm(socket);
+  const diagnostics = diagnosticsSection(socket, deviceId);
   const noInventory = h("div", { class: "card" }, emptyState("device.no_inventory"));
   const content = h(
     "div",
     { class: "device-content", attrs: { hidden: true } },
     h("div", { class: "grid grid-2" }, card("device.section_overview", overview), card("device.section_live", live)),
+    card("session.request_title", remote.el),
+    card("diag.title", diagnostics.el),
     noInventory,
     inventorySections,
   );
@@ -298,6 +304,8 @@ export function deviceView(socket: ConsoleSocket, deviceId: string): View {
     }
     const d = detail;
     content.hidden = false;
+    remote.update({ id: d.id, label: d.hostname || d.id, online: d.online });
+    diagnostics.update(d.online);
     title.textContent = clip(d.hostname || d.id, 120);
     replaceChildren(statusHolder, badge(d.online ? "ok" : "off", d.online ? "status.online" : "status.offline"));
     subtitle.textContent = [d.os, d.group].filter(Boolean).map((s) => clip(s, 80)).join(" · ");
@@ -364,6 +372,7 @@ export function deviceView(socket: ConsoleSocket, deviceId: string): View {
     el,
     dispose() {
       subscription.close();
+      diagnostics.dispose();
       window.clearInterval(ticker);
       stopLanguage();
     },

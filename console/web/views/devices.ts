@@ -7,6 +7,7 @@ import { readDeviceList, readDevicesEvent, type DeviceSummary } from "../lib/mod
 import { navigate } from "../lib/router";
 import { emptyState, errorText, statusDot, type View } from "../lib/ui";
 import type { ConsoleSocket } from "../lib/ws";
+import { deviceListDiagnostics } from "./diagnostics-list";
 
 const PAGE_SIZE = 200;
 const RELATIVE_TIME_REFRESH_MS = 30_000;
@@ -51,6 +52,7 @@ export function devicesView(socket: ConsoleSocket): View {
   statusSelect.value = remembered.status;
 
   const counts = h("p", { class: "page-subtitle", attrs: { "aria-live": "polite" } });
+  const diag = deviceListDiagnostics(socket, () => scheduleRender());
   const tbody = h("tbody");
   const table = h(
     "table",
@@ -67,6 +69,7 @@ export function devicesView(socket: ConsoleSocket): View {
         h("th", { attrs: { scope: "col" }, t: "devices.col_os" }),
         h("th", { attrs: { scope: "col" }, t: "devices.col_group" }),
         h("th", { attrs: { scope: "col" }, t: "devices.col_last_seen" }),
+        diag.header(),
       ),
     ),
     tbody,
@@ -84,6 +87,7 @@ export function devicesView(socket: ConsoleSocket): View {
       search,
       groupSelect,
       statusSelect,
+      diag.select,
     ),
     status,
     h("div", { class: "table-wrap" }, table),
@@ -122,6 +126,7 @@ export function devicesView(socket: ConsoleSocket): View {
         { class: "cell-last-seen" },
         device.online ? t("devices.now") : formatRelative(device.last_seen),
       ),
+      diag.cell(device.id),
     );
     // The whole row is a target, not only the name (the link stays for keyboards and middle clicks).
     tr.addEventListener("click", (event) => {
@@ -151,6 +156,7 @@ export function devicesView(socket: ConsoleSocket): View {
         (d) =>
           (remembered.group === "" || d.group === remembered.group) &&
           (remembered.status === "all" || d.online === (remembered.status === "online")) &&
+          diag.matches(d.id) &&
           matches(d, words),
       )
       .sort(compareDevices);
@@ -238,6 +244,7 @@ export function devicesView(socket: ConsoleSocket): View {
     el,
     dispose() {
       subscription.close();
+      diag.dispose();
       window.clearInterval(ticker);
       stopLanguage();
       if (frame !== null) window.cancelAnimationFrame(frame);

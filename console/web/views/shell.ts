@@ -58,6 +58,8 @@ function connectionIndicator(socket: ConsoleSocket): { el: HTMLElement; dispose(
 export function shellView(user: User, socket: ConsoleSocket, onSignOut: () => void): Shell {
   const links: Record<string, HTMLAnchorElement> = {
     devices: h("a", { class: "nav-link", attrs: { href: "#/devices" }, t: "nav.devices" }),
+    support: h("a", { class: "nav-link", attrs: { href: "#/support" }, t: "nav.support" }),
+    "fleet-diagnostics": h("a", { class: "nav-link", attrs: { href: "#/fleet/diagnostics" }, t: "diag.nav" }),
     account: h("a", { class: "nav-link", attrs: { href: "#/account" }, t: "nav.account" }),
   };
   if (user.role === "admin") {
@@ -103,7 +105,7 @@ export function shellView(user: User, socket: ConsoleSocket, onSignOut: () => vo
     el,
     main,
     setActive(route) {
-      const active = route.name === "device" ? "devices" : route.name;
+      const active = route.name === "device" || route.name === "session" ? "devices" : route.name;
       for (const [name, link] of Object.entries(links)) {
         if (name === active) link.setAttribute("aria-current", "page");
         else link.removeAttribute("aria-current");
