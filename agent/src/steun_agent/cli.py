@@ -1,4 +1,4 @@
-"""The ``steun-agent`` command: ``enroll``, ``run``, ``status`` and ``check``."""
+"""The ``steun-agent`` command: ``enroll``, ``run``, ``support``, ``status`` and ``check``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from steun_protocol.auth import b64encode
@@ -23,6 +24,8 @@ from .config import AgentConfig
 from .diagnostics import DiagnosticsCapability
 from .enrollment import enroll, parse_token
 from .errors import EXIT_FAILURE, EXIT_OK, AgentError, ConfigError
+from .locallog import LocalLog
+from .policy import Mode
 from .runtime import Runtime
 from .state import AgentState
 
@@ -65,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff-cap", type=float, default=None, help="largest reconnect delay, seconds")
     p.add_argument("--inventory-interval", type=float, default=None, help="seconds between inventory checks")
 
+    p = sub.add_parser(
+        "support",
+        parents=[common],
+        help="quick support: type the code your helpdesk gives you (no install, no admin needed)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="the support config downloaded from your helpdesk's server (JSON or TOML)",
+    )
+    p.add_argument("--language", default=None, help="en, nl or fr (default: the system language)")
+    p.add_argument("--terminal", action="store_true", help="ask in the terminal instead of a window")
+
     p = sub.add_parser("status", parents=[common], help="show the enrollment state")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -93,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _enroll(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "support":
+            return asyncio.run(_support(args))
         if args.command == "check":
             from .diagnostics.cli import check_main
 
@@ -131,12 +150,93 @@ def _run(args: argparse.Namespace) -> int:
         inventory_interval=args.inventory_interval,
     )
     state = AgentState.load(config.state_dir)
+    asyncio.run(_run_with_sessions(state, config))
+    return EXIT_OK
+
+
+async def _run_with_sessions(state: AgentState, config: AgentConfig) -> None:
+    from .session import SessionCapability, SessionSettings
+    from .session.local import NobodyUI, load_policy_or_lock, x11_dispatcher_factory, x11_streamer_factory
+
     backend = default_backend()
     diagnostics = DiagnosticsCapability()
-    capabilities: list[Capability] = [InventoryCapability(backend, config.inventory_interval), diagnostics]
+    policy, _ = await load_policy_or_lock()  # an unsafe policy file forbids everything (logged)
+    ui: Any = NobodyUI()
+    closers: list[Any] = []
+    if os.environ.get("DISPLAY") or sys.platform != "linux":
+        from .ui import UIUnavailable, open_ui
+
+        try:
+            ui = await open_ui(policy_language=policy.language, prefer="tk")
+            closers.append(ui)
+        except UIUnavailable as exc:
+            log.info(
+                "no window to ask consent in (%s): sessions need the local policy's unattended list", exc
+            )
+    is_service = getattr(os, "geteuid", lambda: 0)() == 0
+    sessions = SessionCapability(
+        org_public_key=state.org_public_key,
+        identity=state.private_key,
+        device_id=state.device_id,
+        settings=SessionSettings(
+            server_url=state.server_url,
+            pin=state.spki_sha256,
+            policy=policy,
+            mode=Mode.SERVICE if is_service else Mode.ATTENDED,
+            ui=ui,
+            local_log=LocalLog(config.state_dir),
+            streamer_factory=x11_streamer_factory(),
+            dispatcher_factory=x11_dispatcher_factory(),
+        ),
+    )
+    capabilities: list[Capability] = [
+        InventoryCapability(backend, config.inventory_interval),
+        diagnostics,
+        sessions,
+    ]
     runtime = Runtime(state, config, backend, capabilities)
-    asyncio.run(_serve(runtime, diagnostics))
-    return EXIT_OK
+    try:
+        await _serve(runtime, diagnostics)
+    finally:
+        for closer in closers:
+            with contextlib.suppress(Exception):
+                await closer.close()
+
+
+async def _support(args: argparse.Namespace) -> int:
+    from .session import SessionSettings
+    from .session.local import load_policy_or_lock, x11_dispatcher_factory, x11_streamer_factory
+    from .session.support import SupportConfig, load_support_config, run_support
+    from .ui import open_ui
+
+    support = load_support_config(args.config)
+    config = _config(args)
+    policy, policy_error = await load_policy_or_lock()
+    ui = await open_ui(
+        args.language, policy_language=policy.language, prefer="terminal" if args.terminal else "auto"
+    )
+    try:
+        if policy_error is not None:
+            await ui.notify(ui.texts("policy.unsafe") + "\n\n" + str(policy_error))
+            return policy_error.exit_code
+
+        def settings_for(sc: SupportConfig) -> SessionSettings:
+            return SessionSettings(
+                server_url=sc.server_url,
+                pin=sc.pin,
+                policy=policy,
+                mode=Mode.ATTENDED,  # quick support: never unattended
+                ui=ui,
+                local_log=LocalLog(config.state_dir),
+                streamer_factory=x11_streamer_factory(),
+                dispatcher_factory=x11_dispatcher_factory(),
+            )
+
+        return await run_support(
+            support, config, settings_for, ui.ask_support_code, metrics=default_backend().live_metrics
+        )
+    finally:
+        await ui.close()
 
 
 async def _serve(runtime: Runtime, diagnostics: DiagnosticsCapability) -> None:
