@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
-from steun_protocol import Connection, ErrorCode, RequestReceived, Side
+from steun_protocol import Connection, ErrorCode, ErrorReceived, RequestReceived, ResultReceived, Side
 from steun_protocol import auth as proofs
 from steun_protocol.control import (
     AGENT_API,
@@ -36,7 +36,7 @@ from steun_protocol.control import (
     InventoryReport,
 )
 from steun_protocol.inventory import Disk, Inventory, LiveMetrics, Package
-from steun_protocol.messages import Empty
+from steun_protocol.messages import Empty, Request
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -155,6 +155,9 @@ class FakeServer:
     inventories: dict[str, list[Inventory]] = field(default_factory=dict)
     heartbeats: dict[str, list[LiveMetrics]] = field(default_factory=dict)
     online: dict[str, ServerConnection] = field(default_factory=dict)
+    #: Replies (ResultReceived / ErrorReceived) to requests the server sent with ``ask``.
+    replies: list[object] = field(default_factory=list)
+    _conns: dict[str, Connection] = field(default_factory=dict)
     connections: int = 0
     auths: int = 0
     port: int = 0
@@ -186,6 +189,13 @@ class FakeServer:
         self.tokens[token.secret_hash] = "unused"
         return token
 
+    async def ask(self, device_id: str, request: Request) -> None:
+        """Send a server-to-agent request on the device's connection; its reply lands in ``replies``."""
+        conn, ws = self._conns[device_id], self.online[device_id]
+        conn.send_request(request)
+        for data in conn.data_to_send():
+            await ws.send(data)
+
     async def kick(self, device_id: str, code: int = 1001, reason: str = "") -> None:
         ws = self.online.get(device_id)
         if ws is not None:
@@ -204,6 +214,8 @@ class FakeServer:
                     conn.receive_text(message) if isinstance(message, str) else conn.receive_bytes(message)
                     close: tuple[int, str] | None = None
                     for event in conn.events_received():
+                        if isinstance(event, ResultReceived | ErrorReceived):
+                            self.replies.append(event)
                         if not isinstance(event, RequestReceived):
                             continue
                         request = event.request
@@ -223,6 +235,7 @@ class FakeServer:
                             device, close = self._auth(conn, request, nonce)
                             if device is not None:
                                 self.online[device.id] = ws
+                                self._conns[device.id] = conn
                         elif device is None:
                             conn.send_error(request.id, ErrorCode.AUTH_REQUIRED, "authenticate first")
                         elif isinstance(request, Heartbeat):

@@ -6,18 +6,22 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from steun_agent.capabilities import Session, TaskCapability
+from steun_agent.channel import Handler
 from steun_agent.config import AgentConfig
 from steun_agent.enrollment import enroll
 from steun_agent.errors import OrgKeyMismatch, PinMismatch, ServerRefused, StateError
 from steun_agent.runtime import CLOSE_REPLACED, Runtime
 from steun_agent.state import AgentState
-from steun_protocol import ErrorCode
+from steun_protocol import ErrorCode, ErrorReceived, ResultReceived
 from steun_protocol.auth import EnrollmentToken
+from steun_protocol.diagnostics import DiagnosticsAccepted, DiagnosticsRun
 from steun_protocol.inventory import Package
+from steun_protocol.messages import Payload, Request
 
 from tests.agent.conftest import fast_config
 from tests.agent.fakes import FakeBackend, FakeServer
@@ -253,6 +257,68 @@ async def test_backoff_resets_after_a_stable_connection(
         await fake_server.kick(state.device_id)
         await wait_for(lambda: runtime.statistics()["connects"] == 2, what="reconnect")
         assert runtime.backoff.attempt == 1  # reset to 0, then one delay drawn
+
+
+class EchoCapability(TaskCapability):
+    """A capability that answers ``diagnostics/run`` with nothing accepted, and counts its starts and stops."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+        self.stops = 0
+
+    @property
+    def handlers(self) -> Mapping[type[Request], Handler]:
+        return {DiagnosticsRun: self._run}
+
+    async def _run(self, request: Request) -> Payload:
+        assert isinstance(request, DiagnosticsRun)
+        if request.run_id == "refuse":
+            raise ServerRefused(ErrorCode.OVERLOADED, "busy")
+        return DiagnosticsAccepted(accepted=[], unknown=[request.run_id])
+
+    async def start(self, session: Session) -> None:
+        self.starts += 1
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
+async def test_server_requests_reach_capability_handlers(
+    fake_server: FakeServer, config: AgentConfig, backend: FakeBackend
+) -> None:
+    state = await enrolled(fake_server, config)
+    echo = EchoCapability()
+    runtime = Runtime(state, config, backend, [echo])
+    async with running(runtime):
+        await wait_for(lambda: state.device_id in fake_server.online, what="online")
+        await fake_server.ask(state.device_id, DiagnosticsRun(run_id="r1"))
+        await fake_server.ask(state.device_id, DiagnosticsRun(run_id="refuse"))
+        await wait_for(lambda: len(fake_server.replies) == 2, what="two replies")
+        ok, refused = fake_server.replies
+        assert isinstance(ok, ResultReceived) and ok.result == DiagnosticsAccepted(
+            accepted=[], unknown=["r1"]
+        )
+        assert isinstance(refused, ErrorReceived) and refused.code == ErrorCode.OVERLOADED
+        await fake_server.kick(state.device_id)
+        await wait_for(lambda: echo.starts == 2, what="restarted on the new connection")
+        assert echo.stops == 1
+
+
+async def test_server_request_without_handler_is_refused(
+    fake_server: FakeServer, config: AgentConfig, backend: FakeBackend
+) -> None:
+    state = await enrolled(fake_server, config)
+    runtime = Runtime(state, config, backend)
+    async with running(runtime):
+        await wait_for(lambda: state.device_id in fake_server.online, what="online")
+        await fake_server.ask(state.device_id, DiagnosticsRun(run_id="r1"))
+        reply = await wait_for(lambda: fake_server.replies and fake_server.replies[0], what="reply")
+        assert isinstance(reply, ErrorReceived) and reply.code == ErrorCode.UNKNOWN_TYPE
+        assert runtime.online  # refusing one request does not end the connection
 
 
 async def test_replaced_connection_backs_off_fully(

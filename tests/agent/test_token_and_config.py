@@ -8,7 +8,7 @@ import pytest
 from steun_agent.cli import main
 from steun_agent.config import AgentConfig, agent_ws_url, server_base_url
 from steun_agent.enrollment import parse_token
-from steun_agent.errors import EXIT_USAGE, ConfigError, TokenError
+from steun_agent.errors import EXIT_REFUSED, EXIT_USAGE, ConfigError, ServerRefused, TokenError
 from steun_protocol.auth import EnrollmentToken, b64encode
 
 GOOD = str(EnrollmentToken(secret=os.urandom(24), spki_sha256=os.urandom(32), org_public_key=os.urandom(32)))
@@ -105,3 +105,21 @@ def test_config_from_env() -> None:
         AgentConfig.from_env({"STEUN_AGENT_BACKOFF_CAP": "soon"})
     with pytest.raises(ConfigError, match="backoff_cap"):
         AgentConfig.from_env({"STEUN_AGENT_BACKOFF_BASE": "10", "STEUN_AGENT_BACKOFF_CAP": "1"})
+
+
+@pytest.mark.parametrize(
+    ("code", "sentence"),
+    [
+        ("token_used", "already been used"),
+        ("token_expired", "has expired"),
+        ("token_invalid", "does not know this enrollment token"),
+        ("device_revoked", "revoked by an administrator"),
+        ("something_new", "The server refused the enroll."),
+    ],
+)
+def test_server_refusals_read_as_sentences(code: str, sentence: str) -> None:
+    refused = ServerRefused(code, "detail from the server", what="enroll")
+    assert sentence in str(refused)
+    assert f"server error {code}: detail from the server" in str(refused)
+    assert refused.exit_code == EXIT_REFUSED
+    assert refused.fatal == (code == "device_revoked")

@@ -24,6 +24,7 @@ from steun_protocol import (
     Connection,
     ConnectionFailed,
     ErrorReceived,
+    RequestReceived,
     ResultReceived,
     Side,
 )
@@ -40,7 +41,7 @@ from steun_protocol.control import (
     InventoryReport,
 )
 from steun_protocol.inventory import Disk, Inventory, LiveMetrics
-from steun_protocol.messages import Request
+from steun_protocol.messages import Payload, Request
 from websockets.asyncio.client import ClientConnection
 
 from .waiting import scaled
@@ -142,6 +143,8 @@ class AgentClient:
         self.nonce: bytes | None = None
         self.failure: ConnectionFailed | None = None
         self._waiters: dict[int, asyncio.Future[Any]] = {}
+        #: Requests the server sent to this agent (``diagnostics/run``...), answered with ``reply``.
+        self.server_requests: asyncio.Queue[Request] = asyncio.Queue()
         self._closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="test-agent-reader")
 
@@ -161,6 +164,8 @@ class AgentClient:
                         self._settle(event.request.id, AgentError(event.code, event.message))
                     elif isinstance(event, ConnectionFailed):
                         self.failure = event
+                    elif isinstance(event, RequestReceived):
+                        self.server_requests.put_nowait(event.request)
                 await self._flush()
         except websockets.ConnectionClosed:
             pass
@@ -218,6 +223,20 @@ class AgentClient:
             raise self._closed_error() from None
         async with asyncio.timeout(scaled(timeout)):
             return await future
+
+    async def next_server_request(self, *, timeout: float = DEFAULT_TIMEOUT) -> Request:
+        """Wait for the next request the server sends to this agent."""
+        async with asyncio.timeout(scaled(timeout)):
+            return await self.server_requests.get()
+
+    async def reply(self, request_id: int, result: Payload) -> None:
+        """Answer a server request with a result."""
+        self.conn.send_result(request_id, result)
+        await self._flush()
+
+    async def reply_error(self, request_id: int, code: str, message: str = "") -> None:
+        self.conn.send_error(request_id, code, message)
+        await self._flush()
 
     async def hello(self, versions: list[int] | None = None) -> HelloResult:
         result: HelloResult = await self.request(

@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from .diagnostics_console import DIAGNOSTICS_COMMANDS
 from .inventory import Inventory, LiveMetrics
 from .limits import MAX_TEXT_MESSAGE
 from .messages import Api, DeviceId, Payload, Request, ShortText
@@ -92,5 +93,6 @@ CONSOLE_API = Api(
         SupportCodeCreate,
         SessionRequest,
         SessionStop,
+        *DIAGNOSTICS_COMMANDS,
     ],
 )

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 SESSION_PURGE_INTERVAL = 600.0
 FLEET_MODULE = "steun_server.fleet.routes"
+#: Features that build on the fleet, hooked up the same way (``setup``, ``ROUTES``, ``COMMANDS``).
+DIAGNOSTICS_MODULE = "steun_server.diagnostics"
+SESSIONS_MODULE = "steun_server.sessions.routes"
 
 core = RouteTable()
 
@@ -250,6 +253,16 @@ def create_app(
             setup(app)
         register_routes(app, getattr(fleet, "ROUTES", ()))
         for command in getattr(fleet, "COMMANDS", ()):
+            app[WS_COMMANDS].register(command)
+        diagnostics = importlib.import_module(DIAGNOSTICS_MODULE)
+        diagnostics.setup(app)
+        register_routes(app, diagnostics.ROUTES)
+        for command in diagnostics.COMMANDS:
+            app[WS_COMMANDS].register(command)
+        sessions = importlib.import_module(SESSIONS_MODULE)
+        sessions.setup(app)
+        register_routes(app, sessions.ROUTES)
+        for command in sessions.COMMANDS:
             app[WS_COMMANDS].register(command)
     register_routes(app, extra_routes)
     register_routes(app, STATIC_ROUTES)

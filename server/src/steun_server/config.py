@@ -68,6 +68,24 @@ class ServerConfig:
     agent_heartbeat_interval: float = 30.0
     #: An agent connection must finish ``auth``/``enroll`` within this time (seconds).
     agent_auth_timeout: float = 10.0
+    #: Routine-test results and runs older than this many days are deleted (the latest result of each test
+    #: stays, whatever its age).
+    diagnostics_retention_days: float = 90.0
+    #: How often the routine-test scheduler looks for devices whose group's interval came round (seconds).
+    diagnostics_schedule_tick: float = 30.0
+    #: A device the scheduler has not run yet starts within this many seconds (spreads a start-up storm).
+    diagnostics_first_run_spread: float = 300.0
+    #: Scheduled routine-test runs in progress at once on this node.
+    diagnostics_max_scheduled_runs: int = 20
+    #: The organisation's name as agents show it in the consent prompt (it is inside every signed offer).
+    org_name: str = "Steun"
+    #: Remote sessions: how long a relay ticket is good for (and how long one side waits for the other).
+    relay_ticket_ttl: float = 120.0
+    #: Quick support: how long a support code lives (seconds; at most the protocol's 600).
+    support_code_ttl: float = 600.0
+    #: Wrong support codes per source address, and on the whole server, in an hour before waits begin.
+    support_redeem_free_failures: int = 5
+    support_redeem_global_free_failures: int = 30
     log_level: str = "INFO"
 
     # -- derived values ------------------------------------------------------------------------------------
@@ -293,5 +311,23 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("agent_heartbeat_interval: must be in (0, 3600] seconds")
     if not 0 < config.agent_auth_timeout <= 300:
         raise ConfigError("agent_auth_timeout: must be in (0, 300] seconds")
+    if not 1 <= config.diagnostics_retention_days <= 3650:
+        raise ConfigError("diagnostics_retention_days: must be 1..3650 days")
+    if not 0 < config.diagnostics_schedule_tick <= 3600:
+        raise ConfigError("diagnostics_schedule_tick: must be in (0, 3600] seconds")
+    if not 0 <= config.diagnostics_first_run_spread <= 86400:
+        raise ConfigError("diagnostics_first_run_spread: must be 0..86400 seconds")
+    if not 1 <= config.diagnostics_max_scheduled_runs <= 1000:
+        raise ConfigError("diagnostics_max_scheduled_runs: must be 1..1000")
+    if not config.org_name.strip() or len(config.org_name) > 256:
+        raise ConfigError("org_name: must be 1..256 characters (agents show it to the user)")
+    if not 0 < config.relay_ticket_ttl <= 600:
+        raise ConfigError("relay_ticket_ttl: must be in (0, 600] seconds")
+    if not 0 < config.support_code_ttl <= 600:
+        raise ConfigError("support_code_ttl: must be in (0, 600] seconds")
+    if not 0 <= config.support_redeem_free_failures <= 1000:
+        raise ConfigError("support_redeem_free_failures: must be 0..1000")
+    if not 0 <= config.support_redeem_global_free_failures <= 100_000:
+        raise ConfigError("support_redeem_global_free_failures: must be 0..100000")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level: {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")

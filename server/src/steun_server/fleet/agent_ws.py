@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -16,7 +17,16 @@ from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
-from steun_protocol import Connection, ConnectionFailed, ErrorCode, FrameReceived, RequestReceived, Side
+from steun_protocol import (
+    Connection,
+    ConnectionFailed,
+    ErrorCode,
+    ErrorReceived,
+    FrameReceived,
+    RequestReceived,
+    ResultReceived,
+    Side,
+)
 from steun_protocol import auth as proofs
 from steun_protocol.control import (
     AGENT_API,
@@ -29,20 +39,23 @@ from steun_protocol.control import (
     HelloResult,
     InventoryReport,
 )
+from steun_protocol.errors import ProtocolError
 from steun_protocol.inventory import inventory_digest
-from steun_protocol.messages import Empty, Request
+from steun_protocol.messages import Empty, Payload, Request
+from steun_protocol.sessionplane import SupportRedeem, SupportRedeemed
 
 from ..audit import AGENT_ENROLLED, ENROLLMENT_TOKEN_USED
 from . import store
+from .hooks import QUICK_SUPPORT_GROUP, RedeemRefused
 from .presence import Change
-from .service import FLEET, FleetService
+from .service import FLEET, AgentRequestError, AgentRequestRefused, FleetService
 
 log = logging.getLogger(__name__)
 
 AGENT_AUTH_FAILED = "agent.auth_failed"
 
 #: Largest message accepted before the agent is authenticated (hello, enroll and auth are all smaller).
-PRE_AUTH_MAX_SIZE = max(Hello.max_size, Enroll.max_size, Auth.max_size)
+PRE_AUTH_MAX_SIZE = max(Hello.max_size, Enroll.max_size, Auth.max_size, SupportRedeem.max_size)
 #: Requests refused with ``auth_required`` before the connection is closed.
 MAX_REFUSALS_BEFORE_AUTH = 4
 #: Seconds to wait for the peer's close frame when we close (aiohttp's default is 10).
@@ -54,6 +67,11 @@ CLOSE_POLICY = 1008
 CLOSE_REPLACED = 4409
 #: The agent did not authenticate, or stopped sending heartbeats, in time.
 CLOSE_TIMEOUT_CODE = 4408
+#: A support code was refused because of the rate limit: come back after the ``retry_after`` in the message.
+CLOSE_TRY_AGAIN_LATER = 1013
+#: A quick-support agent learns no heartbeat interval (``SupportRedeemed`` has none), so it heartbeats at the
+#: protocol's default; its connection is given at least three of those before it counts as gone.
+QUICK_SUPPORT_SILENCE = 3 * 30.0
 
 
 class AgentSession:
@@ -70,6 +88,11 @@ class AgentSession:
         self._device: store.DeviceRecord | None = None
         self._inventory_digest: str | None = None
         self._refusals = 0
+        #: True for a quick-support connection (an ephemeral device that lives as long as this socket).
+        self._quick = False
+        self._send_lock = asyncio.Lock()
+        #: Our server → agent requests awaiting the agent's reply (see ``request``).
+        self._waiters: dict[int, asyncio.Future[Payload]] = {}
 
     # -- AgentLink ----------------------------------------------------------------------------------------
 
@@ -81,9 +104,47 @@ class AgentSession:
     def authenticated(self) -> bool:
         return self._device is not None
 
+    @property
+    def quick_support(self) -> bool:
+        return self._quick
+
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode("utf-8")[:120])
+
+    async def request(self, request: Request, *, timeout: float) -> Payload:  # noqa: ASYNC109
+        """Send a server → agent request and wait for its result.
+
+        Raises :class:`AgentRequestError` when the agent answers with an error, ``ConnectionError`` when the
+        connection ends first, ``TimeoutError`` after ``timeout`` seconds.
+        """
+        if self.ws.closed or self.conn.failure is not None or not self.authenticated:
+            raise ConnectionError("the agent connection is closed")
+        sent = self.conn.send_request(request)
+        future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
+        self._waiters[sent.id] = future
+        try:
+            if not await self._flush():
+                raise ConnectionError("the agent connection is closed")
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._waiters.pop(sent.id, None)
+
+    def _settle(self, request_id: int, outcome: Payload | BaseException) -> None:
+        future = self._waiters.pop(request_id, None)
+        if future is None or future.done():
+            return  # answered after its waiter gave up
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def _fail_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for future in waiters.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the agent connection closed"))
 
     # -- the pump -----------------------------------------------------------------------------------------
 
@@ -93,7 +154,12 @@ class AgentSession:
         auth_deadline = loop.time() + settings.auth_timeout
         try:
             while not self.ws.closed:
-                timeout = settings.offline_after if self.authenticated else auth_deadline - loop.time()
+                if self._quick:
+                    timeout = max(settings.offline_after, QUICK_SUPPORT_SILENCE)
+                elif self.authenticated:
+                    timeout = settings.offline_after
+                else:
+                    timeout = auth_deadline - loop.time()
                 if timeout <= 0:
                     await self._time_out()
                     return
@@ -122,8 +188,14 @@ class AgentSession:
                     await self.close(self.conn.failure.close_code, self.conn.failure.code)
                     return
         finally:
+            self._fail_waiters()
             if self.authenticated:
                 self._went_offline()
+                for hook in self.service.disconnect_hooks:
+                    try:
+                        hook(self)
+                    except Exception:
+                        log.exception("agent disconnect hook failed")
 
     async def _time_out(self) -> None:
         if self.authenticated:
@@ -135,25 +207,32 @@ class AgentSession:
         await self.close(CLOSE_TIMEOUT_CODE, "timeout")
 
     async def _flush(self) -> bool:
-        try:
-            for data in self.conn.data_to_send():
-                if isinstance(data, str):
-                    await self.ws.send_str(data)
-                else:
-                    await self.ws.send_bytes(data)
-        except (ConnectionError, RuntimeError):
-            return False  # the peer is gone; the receive loop ends
-        return True
+        # One flusher at a time: the receive loop and ``request`` both flush, and a second flusher that took
+        # newer messages while the first waited on a slow socket would overtake it (ids must increase).
+        async with self._send_lock:
+            try:
+                for data in self.conn.data_to_send():
+                    if isinstance(data, str):
+                        await self.ws.send_str(data)
+                    else:
+                        await self.ws.send_bytes(data)
+            except (ConnectionError, RuntimeError):
+                return False  # the peer is gone; the receive loop ends
+            return True
 
     async def _handle_events(self) -> None:
         for event in self.conn.events_received():
             if isinstance(event, RequestReceived):
                 await self._dispatch(event.request)
+            elif isinstance(event, ResultReceived):
+                self._settle(event.request.id, event.result)
+            elif isinstance(event, ErrorReceived):
+                self._settle(event.request.id, AgentRequestError(event.code, event.message))
             elif isinstance(event, FrameReceived):
                 self.conn.fail(ErrorCode.BAD_FRAME, "the control plane carries no binary frames")
             elif isinstance(event, ConnectionFailed):
                 log.info("agent connection from %s failed: %s %s", self.remote, event.code, event.message)
-            # results, errors and events: the server sends no requests, so Connection refuses them itself
+            # events: the server opens no subscriptions on agents, so Connection refuses them itself
             if self.conn.failure is not None:
                 return
 
@@ -164,6 +243,8 @@ class AgentSession:
             await self._enroll(request)
         elif isinstance(request, Auth):
             await self._auth(request)
+        elif isinstance(request, SupportRedeem):
+            await self._redeem(request)
         elif not self.authenticated:
             self._refusals += 1
             self.conn.send_error(request.id, ErrorCode.AUTH_REQUIRED, "authenticate (auth or enroll) first")
@@ -173,10 +254,30 @@ class AgentSession:
             self._heartbeat(request)
         elif isinstance(request, InventoryReport):
             await self._inventory(request)
-        else:  # pragma: no cover - AGENT_API has no other request types
-            self.conn.send_error(
-                request.id, ErrorCode.UNKNOWN_TYPE, f"{request.type_name()} is not served here"
-            )
+        else:
+            await self._feature_request(request)
+
+    async def _feature_request(self, request: Request) -> None:
+        """An agent → server request another feature serves (``FleetService.agent_handlers``)."""
+        handler = self.service.agent_handlers.get(type(request))
+        try:
+            if handler is None:
+                self.conn.send_error(
+                    request.id, ErrorCode.UNKNOWN_TYPE, f"{request.type_name()} is not served here"
+                )
+                return
+            try:
+                result = await handler(self, request)
+            except AgentRequestRefused as exc:
+                self.conn.send_error(request.id, exc.code, exc.message)
+                return
+            except Exception:
+                log.exception("serving %s from %s failed", request.type_name(), self.device_id)
+                self.conn.send_error(request.id, ErrorCode.INTERNAL, "internal error")
+                return
+            self.conn.send_result(request.id, result)
+        except ProtocolError:
+            pass  # Connection refused it already (too large, wrong sender) or the connection failed
 
     # -- handshake ----------------------------------------------------------------------------------------
 
@@ -311,6 +412,71 @@ class AgentSession:
             self._went_online(device, inventory_digest=digest)
         self.conn.send_result(request.id, AuthResult(heartbeat_interval=service.settings.heartbeat_interval))
 
+    async def _redeem(self, request: SupportRedeem) -> None:
+        """Quick support: a fresh key proves itself like ``enroll``, then the code makes it a device."""
+        service = self.service
+        desk = service.support_desk
+        if self.authenticated:
+            self.conn.send_error(
+                request.id, ErrorCode.INVALID_MESSAGE, "this connection is already authenticated"
+            )
+            return
+        if desk is None:
+            await self._refuse_proof(request, ErrorCode.UNKNOWN_TYPE, "this server offers no quick support")
+            return
+        nonce = self._take_nonce()
+        if nonce is None:
+            await self._refuse_proof(request, ErrorCode.AUTH_FAILED, "no challenge left on this connection")
+            return
+        try:
+            public_key = proofs.b64decode(request.public_key, size=32)
+            signature = proofs.b64decode(request.signature, size=64)
+        except ValueError as exc:
+            await self._refuse_proof(request, ErrorCode.INVALID_MESSAGE, f"public key or signature: {exc}")
+            return
+        # the proof comes first: a request that cannot sign learns nothing about codes and costs no attempt
+        payload = proofs.agent_proof_payload(nonce, service.keys.spki_sha256, public_key)
+        if not proofs.verify(public_key, signature, payload):
+            await self._audit_auth_failure(None, "bad support-code signature")
+            await self._refuse_proof(
+                request, ErrorCode.AUTH_FAILED, "the signature does not verify (wrong key or server pin)"
+            )
+            return
+        if service.quick.full():
+            await self._refuse_proof(request, ErrorCode.OVERLOADED, "too many quick-support devices")
+            return
+        try:
+            # synchronous: nothing runs between using up the code and the device going online
+            grant = desk.claim(request.code, address=self.remote)
+        except RedeemRefused as exc:
+            self.conn.send_error(request.id, exc.code, exc.message)
+            await self._flush()
+            await desk.refused(exc, address=self.remote)
+            close_code = CLOSE_TRY_AGAIN_LATER if exc.code == ErrorCode.THROTTLED else CLOSE_POLICY
+            await self.close(close_code, exc.code)
+            return
+        now = time.time()
+        device = store.DeviceRecord(
+            id=store.new_device_id(),
+            public_key=request.public_key,
+            group=QUICK_SUPPORT_GROUP,
+            hostname=request.hostname.strip() or "?",
+            os=request.os,
+            enrolled_at=now,
+            last_seen=now,
+            revoked=False,
+        )
+        service.quick.add(device, owner=grant.owner)
+        self._quick = True
+        self.conn.send_result(
+            request.id,
+            SupportRedeemed(
+                device_id=device.id, org_name=grant.org_name, technician_name=grant.technician_name
+            ),
+        )
+        self._went_online(device, inventory_digest=None)
+        await desk.redeemed(grant, device, address=self.remote)
+
     async def _audit_auth_failure(self, device_id: str | None, reason: str) -> None:
         key = f"device:{device_id}" if device_id else f"address:{self.remote}"
         suppressed = self.service.auth_failures.admit(key)
@@ -327,7 +493,8 @@ class AgentSession:
         service = self.service
         now = time.time()
         previous = service.presence.set_online(self, now=now)
-        service.last_seen.touch(device.id, now)
+        if not self._quick:
+            service.last_seen.touch(device.id, now)
         if previous is not None:
             # the newest connection wins (the old one is usually a half-dead socket after a network change)
             task = asyncio.create_task(previous.close(CLOSE_REPLACED, "replaced by a newer connection"))
@@ -335,6 +502,13 @@ class AgentSession:
 
     def _went_offline(self) -> None:
         service = self.service
+        if self._quick:
+            # an ephemeral device: gone with its connection (the device list shows it removed)
+            service.quick.remove(self.device_id)
+            service.presence.set_offline(self)
+            if service.support_desk is not None:
+                service.support_desk.released(self.device_id)
+            return
         last = service.presence.last_seen(self.device_id) or time.time()
         if service.presence.set_offline(self):
             service.last_seen.touch(self.device_id, last)
@@ -344,7 +518,8 @@ class AgentSession:
     def _heartbeat(self, request: Heartbeat) -> None:
         now = time.time()
         self.service.presence.update_metrics(self, request.metrics, now=now)
-        self.service.last_seen.touch(self.device_id, now)
+        if not self._quick:
+            self.service.last_seen.touch(self.device_id, now)
         self.conn.send_result(request.id, Empty())
 
     async def _inventory(self, request: InventoryReport) -> None:
@@ -356,6 +531,9 @@ class AgentSession:
             return
         now = time.time()
         self.service.presence.touch(self, now=now)
+        if self._quick:
+            self._quick_inventory(request, now)
+            return
         self.service.last_seen.touch(self.device_id, now)
         digest = inventory_digest(inventory)
         if digest != self._inventory_digest:
@@ -371,6 +549,18 @@ class AgentSession:
             self._inventory_digest = digest
             if wrote:
                 self.service.presence.publish(self.device_id, Change.INVENTORY)
+        self.conn.send_result(request.id, Empty())
+
+    def _quick_inventory(self, request: InventoryReport, now: float) -> None:
+        """A quick-support device keeps its inventory in memory only (it has no row to hang it on)."""
+        quick = self.service.quick.get(self.device_id)
+        if quick is not None:
+            quick.inventory = request.inventory
+            quick.inventory_updated_at = now
+            hostname = request.inventory.hostname.strip()
+            if hostname != quick.record.hostname:
+                quick.record = dataclasses.replace(quick.record, hostname=hostname)
+            self.service.presence.publish(self.device_id, Change.INVENTORY)
         self.conn.send_result(request.id, Empty())
 
 

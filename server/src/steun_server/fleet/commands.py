@@ -26,7 +26,7 @@ from steun_protocol.errors import ErrorCode
 
 from ..auth.roles import Role
 from ..wsapi import CommandError, CommandSpec, ConsoleConnection
-from . import store, views
+from . import views
 from .presence import SUMMARY_CHANGES, Change, Subscription
 from .service import FLEET, FleetService
 
@@ -106,9 +106,9 @@ async def devices_subscribe(conn: ConsoleConnection, msg_id: int, params: Device
                 resync = resync or more.resync
             if resync:
                 # fell too far behind to know what changed: send every device again
-                records = {d.id: d for d in await store.list_devices(service.db)}
+                records = await views.all_records(service)
             else:
-                records = await store.get_devices(service.db, changes)
+                records = await views.records(service, changes)
             for device_id in records if resync else changes:
                 # one event at a time, built just before it is queued: a slow console holds back the
                 # feed (which coalesces) instead of filling its send queue

@@ -8,10 +8,11 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from steun_protocol.messages import Payload, Request
 
 from ..audit import AuditSink
 from ..config import ServerConfig
@@ -19,12 +20,36 @@ from ..keys import ServerKeys
 from ..storage import Database
 from ..web import AUDIT, CONFIG, DB, KEYS
 from . import store
+from .hooks import QuickDevices, SupportDesk
 from .presence import AgentLink, Presence
 
 log = logging.getLogger(__name__)
 
 #: Close code sent to agents when the server shuts down (1001: going away; they reconnect).
 CLOSE_GOING_AWAY = 1001
+
+#: Serves one agent → server request of another feature (diagnostics results...): gets the agent's link
+#: (``steun_server.fleet.agent_ws.AgentSession``) and the request; returns the result or raises
+#: :class:`AgentRequestRefused`.
+AgentRequestHandler = Callable[[Any, Request], Awaitable[Payload]]
+
+
+class AgentRequestRefused(Exception):
+    """Raised by an :data:`AgentRequestHandler` to answer the agent with an error (a stable code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class AgentRequestError(Exception):
+    """The agent answered a server → agent request with an error (``code`` is the stable wire code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +167,14 @@ class FleetService:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Every agent socket of this node, authenticated or not (closed at shutdown).
         self.connections: set[AgentLink] = set()
+        #: Quick-support devices connected to this node (ephemeral: never in the database).
+        self.quick = QuickDevices()
+        #: Redeems ``support/redeem`` codes; None: quick support is not offered (see ``hooks.py``).
+        self.support_desk: SupportDesk | None = None
+        #: Agent → server requests served by other features (``setup`` of diagnostics adds its own).
+        self.agent_handlers: dict[type[Request], AgentRequestHandler] = {}
+        #: Called with each authenticated agent link when its connection ends (must not block or raise).
+        self.disconnect_hooks: list[Callable[[AgentLink], None]] = []
 
     @property
     def config(self) -> ServerConfig:
@@ -192,6 +225,7 @@ class FleetService:
             "last_seen_pending": self.last_seen.pending(),
             "last_seen_flushes": self.last_seen.flushes,
             "last_seen_rows_written": self.last_seen.rows_written,
+            "quick_support_devices": len(self.quick),
         }
 
     async def start(self) -> None:

@@ -1,8 +1,13 @@
-"""What consoles see of a device: ``DeviceSummary`` and ``DeviceDetail``, from the database and presence."""
+"""What consoles see of a device: ``DeviceSummary`` and ``DeviceDetail``, from the database and presence.
+
+Quick-support devices (``hooks.QuickDevices``) are not in the database; they are merged in here, so every
+list, lookup and subscription shows them (group ``quick-support``) for as long as their connection lives.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import msgspec
 from steun_protocol.console import MAX_DEVICES_LISTED, DeviceDetail, DeviceSummary
@@ -63,6 +68,12 @@ def detail_from(
 
 async def detail(service: FleetService, device_id: str) -> DeviceDetail | None:
     """The full view of a device, or None when it does not exist (or was revoked)."""
+    quick = service.quick.get(device_id)
+    if quick is not None:
+        base = detail_from(service, quick.record, None)
+        return msgspec.structs.replace(
+            base, inventory=quick.inventory, inventory_updated_at=quick.inventory_updated_at
+        )
     device = await store.get_device(service.db, device_id)
     if device is None or device.revoked:
         return None
@@ -87,4 +98,22 @@ async def summaries(
 ) -> list[DeviceSummary]:
     limit = MAX_DEVICES_LISTED if limit is None else limit
     devices = await store.list_devices(service.db, query=query, limit=limit)
+    quick = service.quick.search(query)
+    if quick:
+        devices = sorted([*devices, *quick], key=lambda d: (d.hostname.lower(), d.id))[:limit]
     return [summary(service, d) for d in devices]
+
+
+async def records(service: FleetService, device_ids: Iterable[str]) -> dict[str, store.DeviceRecord]:
+    """The devices among ``device_ids`` that exist (revoked ones included), quick-support ones too."""
+    ids = list(device_ids)
+    found = await store.get_devices(service.db, ids)
+    found.update(service.quick.records(ids))
+    return found
+
+
+async def all_records(service: FleetService) -> dict[str, store.DeviceRecord]:
+    """Every listed device by id (the same bound as ``devices/list``), quick-support ones too."""
+    found = {d.id: d for d in await store.list_devices(service.db)}
+    found.update(service.quick.records())
+    return found

@@ -153,12 +153,107 @@ inventories = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
+# -- routine tests (steun_server.diagnostics; migration 0002_diagnostics) -----------------------------------
+
+diag_runs = sa.Table(
+    "diag_runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("device_id", sa.String(64), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    # 'console' (a technician asked) or 'schedule' (the group's interval came round)
+    sa.Column("trigger", sa.String(16), nullable=False),
+    # the technician's username for console runs; null for scheduled runs
+    sa.Column("requested_by", sa.String(128), nullable=True),
+    # JSON {"groups": [...], "checks": [...]}; both empty: everything
+    sa.Column("selection", sa.Text, nullable=False, server_default="{}"),
+    # the Policy sent to the agent (group policy over catalogue defaults), as JSON
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    # running | done | cancelled | timeout | disconnected | rejected | abandoned
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("checks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("results", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("count_pass", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("count_warn", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("count_fail", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("count_error", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("count_na", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("timed_out", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("wall_ms", sa.Double, nullable=True),
+    sa.CheckConstraint("trigger IN ('console', 'schedule')", name="trigger"),
+    sa.Index("ix_diag_runs_device_started", "device_id", "started_at"),
+    sa.Index("ix_diag_runs_started_at", "started_at"),
+)
+
+diag_results = sa.Table(
+    "diag_results",
+    metadata,
+    # BIGINT on PostgreSQL; INTEGER (the rowid) on SQLite, where only that autoincrements
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("diag_runs.id", ondelete="CASCADE"), nullable=False),
+    # copied from the run so that per-device and fleet queries need no join
+    sa.Column("device_id", sa.String(64), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("check_id", sa.String(64), nullable=False),
+    # '' for a result about the machine as a whole (the wire's null subject), so it can be indexed
+    sa.Column("subject", sa.String(256), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.SmallInteger, nullable=False),
+    # the headline value when it is a number (the history chart reads this)
+    sa.Column("value_num", sa.Double, nullable=True),
+    # the whole CheckResult as the agent sent it (msgspec JSON)
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("summary_key", sa.String(96), nullable=False),
+    sa.Column("kb_key", sa.String(96), nullable=True),
+    sa.Column("duration_ms", sa.Double, nullable=False, server_default="0"),
+    sa.Column("time", sa.Double, nullable=False),
+    sa.Index("ix_diag_results_device_check_time", "device_id", "check_id", "subject", "time"),
+    sa.Index("ix_diag_results_run", "run_id"),
+    sa.Index("ix_diag_results_status_time", "status", "time"),
+)
+
+diag_latest = sa.Table(
+    "diag_latest",
+    metadata,
+    sa.Column("device_id", sa.String(64), sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("check_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(256), primary_key=True, server_default=""),
+    sa.Column("result_id", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.SmallInteger, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("time", sa.Double, nullable=False),
+    # when the current run of warn/fail results began (null while passing)
+    sa.Column("failing_since", sa.Double, nullable=True),
+    sa.Index("ix_diag_latest_check_status", "check_id", "status"),
+    sa.Index("ix_diag_latest_device_severity", "device_id", "severity"),
+)
+
+diag_group_policy = sa.Table(
+    "diag_group_policy",
+    metadata,
+    sa.Column(
+        "group_name", sa.String(64), sa.ForeignKey("device_groups.name", ondelete="CASCADE"), primary_key=True
+    ),
+    # a steun_protocol.diagnostics.Policy as JSON (the group's settings; the catalogue supplies the rest)
+    sa.Column("policy", sa.Text, nullable=False, server_default="{}"),
+    # seconds between scheduled runs; null or 0: no schedule
+    sa.Column("interval_s", sa.Integer, nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=True),
+)
+
 __all__ = [
     "DEFAULT_GROUP",
     "audit_heads",
     "audit_log",
     "device_groups",
     "devices",
+    "diag_group_policy",
+    "diag_latest",
+    "diag_results",
+    "diag_runs",
     "enrollment_tokens",
     "inventories",
     "metadata",

@@ -1,0 +1,1 @@
+"""Server side of the routine tests: runs, storage, schedule, policy, console commands."""

@@ -1,0 +1,1 @@
+"""Remote sessions: support codes, session requests, the relay (real server on loopback)."""
