@@ -20,6 +20,9 @@ PUBLIC_ALLOWLIST = {
     ("GET", "/"),  # the console's index.html (the console then signs in)
     ("GET", "/assets/{path}"),  # the console's static files
     ("GET", "/agent/ws"),  # agents authenticate inside the websocket with signed proofs
+    # the relay admits a side by its single-use ticket (console side: ticket AND session cookie); see
+    # tests/sessions for the ticket, cookie and Origin checks. It forwards sealed records it cannot read.
+    ("GET", "/relay/ws"),
 }
 
 
