@@ -67,6 +67,33 @@ USER: web.RequestKey[Principal] = web.RequestKey("steun_user")
 # -- route specs -------------------------------------------------------------------------------------------
 
 
+class AppService:
+    """Base of the per-application services (fleet, sessions, diagnostics): typed access to shared state.
+
+    The state is read on each access, not copied, because ``create_app``'s first ``cleanup_ctx`` fills it in
+    after the services are constructed.
+    """
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._app[CONFIG]
+
+    @property
+    def db(self) -> Database:
+        return self._app[DB]
+
+    @property
+    def keys(self) -> ServerKeys:
+        return self._app[KEYS]
+
+    @property
+    def audit(self) -> AuditSink:
+        return self._app[AUDIT]
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RouteSpec:
     """One HTTP route, declared once: the router, the guard and the OpenAPI document all read it."""

@@ -34,12 +34,10 @@ from steun_protocol.diagnostics_console import DeviceStatus, RunEvent, RunInfo, 
 from steun_protocol.errors import ErrorCode, ProtocolError
 from steun_protocol.messages import Empty, Payload, Request
 
-from ..audit import AuditSink
 from ..config import ServerConfig
 from ..fleet import store as fleet_store
 from ..fleet.service import FLEET, AgentRequestError, AgentRequestRefused, FleetService
-from ..storage import Database
-from ..web import AUDIT, CONFIG, DB
+from ..web import AppService
 from . import store
 from .policy import effective_policy
 from .scheduler import Scheduler
@@ -120,11 +118,11 @@ class DiagnosticsSettings:
         )
 
 
-class DiagnosticsService:
+class DiagnosticsService(AppService):
     """Everything the diagnostics handlers share; one per application under ``DIAGNOSTICS``."""
 
     def __init__(self, app: web.Application, *, settings: DiagnosticsSettings | None = None) -> None:
-        self._app = app
+        super().__init__(app)
         self._settings = settings
         self.active: dict[str, ActiveRun] = {}
         #: device id → the id of the run in progress on it
@@ -137,18 +135,6 @@ class DiagnosticsService:
         self.scheduler = Scheduler(self)
 
     # -- shared state ---------------------------------------------------------------------------------------
-
-    @property
-    def config(self) -> ServerConfig:
-        return self._app[CONFIG]
-
-    @property
-    def db(self) -> Database:
-        return self._app[DB]
-
-    @property
-    def audit(self) -> AuditSink:
-        return self._app[AUDIT]
 
     @property
     def fleet(self) -> FleetService:

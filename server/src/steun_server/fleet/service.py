@@ -14,11 +14,9 @@ from typing import Any
 from aiohttp import web
 from steun_protocol.messages import Payload, Request
 
-from ..audit import AuditSink
 from ..config import ServerConfig
-from ..keys import ServerKeys
 from ..storage import Database
-from ..web import AUDIT, CONFIG, DB, KEYS
+from ..web import AppService
 from . import store
 from .hooks import QuickDevices, SupportDesk
 from .presence import AgentLink, Presence
@@ -151,7 +149,7 @@ class AuditThrottle:
         return suppressed
 
 
-class FleetService:
+class FleetService(AppService):
     """Everything the fleet's handlers share; one per application under ``FLEET``.
 
     Made by :func:`setup` while ``create_app`` builds the application; core's state (config, database,
@@ -159,7 +157,7 @@ class FleetService:
     """
 
     def __init__(self, app: web.Application, *, settings: FleetSettings | None = None) -> None:
-        self._app = app
+        super().__init__(app)
         self._settings = settings
         self.presence = Presence()
         self._last_seen: LastSeenWriter | None = None
@@ -175,22 +173,6 @@ class FleetService:
         self.agent_handlers: dict[type[Request], AgentRequestHandler] = {}
         #: Called with each authenticated agent link when its connection ends (must not block or raise).
         self.disconnect_hooks: list[Callable[[AgentLink], None]] = []
-
-    @property
-    def config(self) -> ServerConfig:
-        return self._app[CONFIG]
-
-    @property
-    def db(self) -> Database:
-        return self._app[DB]
-
-    @property
-    def keys(self) -> ServerKeys:
-        return self._app[KEYS]
-
-    @property
-    def audit(self) -> AuditSink:
-        return self._app[AUDIT]
 
     @property
     def settings(self) -> FleetSettings:

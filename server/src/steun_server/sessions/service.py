@@ -43,7 +43,6 @@ from steun_protocol.sessionplane import (
     SupportCodeEvent,
 )
 
-from ..audit import AuditSink
 from ..auth.roles import Role, has_permission
 from ..auth.service import Principal
 from ..config import ServerConfig
@@ -53,7 +52,7 @@ from ..fleet.agent_ws import AgentSession
 from ..fleet.hooks import QuickSupportGrant, RedeemRefused
 from ..fleet.service import FLEET, AgentRequestError, AgentRequestRefused, AuditThrottle, FleetService
 from ..keys import ServerKeys
-from ..web import AUDIT, AUTH, CONFIG, KEYS
+from ..web import AUTH, CONFIG, AppService
 from ..wsapi import CommandError
 from .codes import THROTTLED, SupportCodes, Technician
 from .relay import RELAY_PATH, Relay, RelayClosed, RelayRefused, TicketGrant
@@ -148,11 +147,11 @@ def support_code_secret(keys: ServerKeys) -> bytes:
     return hkdf.derive(keys.org_key.private_bytes_raw())
 
 
-class SessionService:
+class SessionService(AppService):
     """Support codes, live sessions and the relay of one node; under ``SESSIONS`` in the application."""
 
     def __init__(self, app: web.Application, settings: SessionSettings) -> None:
-        self._app = app
+        super().__init__(app)
         self.settings = settings
         config = app[CONFIG]
         self.relay = Relay(
@@ -165,14 +164,6 @@ class SessionService:
         self._ended: collections.OrderedDict[str, SessionRecord] = collections.OrderedDict()
         self._redeem_failures = AuditThrottle(60.0)
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def keys(self) -> ServerKeys:
-        return self._app[KEYS]
-
-    @property
-    def audit(self) -> AuditSink:
-        return self._app[AUDIT]
 
     @property
     def fleet(self) -> FleetService:
