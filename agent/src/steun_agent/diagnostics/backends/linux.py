@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from ...backends.common import PSEUDO_FS as COMMON_PSEUDO_FS
 from .. import command
 from ..backend import (
     Admins,
@@ -69,35 +70,9 @@ from ..backend import (
 from ..errors import PermissionDenied, ProbeFailed, ToolMissing, Unavailable
 from ..versions import compare
 
-PSEUDO_FS = frozenset(
+#: Besides what never holds user data (the inventory's list), volumes that are not this machine's own disks.
+PSEUDO_FS = COMMON_PSEUDO_FS | frozenset(
     {
-        "squashfs",
-        "iso9660",
-        "udf",
-        "tmpfs",
-        "devtmpfs",
-        "overlay",
-        "aufs",
-        "proc",
-        "sysfs",
-        "cgroup",
-        "cgroup2",
-        "devpts",
-        "debugfs",
-        "tracefs",
-        "securityfs",
-        "pstore",
-        "bpf",
-        "autofs",
-        "mqueue",
-        "hugetlbfs",
-        "fusectl",
-        "configfs",
-        "ramfs",
-        "nsfs",
-        "efivarfs",
-        "binfmt_misc",
-        "rpc_pipefs",
         "fuse.portal",
         "fuse.gvfsd-fuse",
         "nfs",
