@@ -10,6 +10,10 @@ import { requestControlForm } from "./request";
 /** How long a code is valid at most (steun_protocol.sessionplane.SUPPORT_CODE_TTL). */
 const SUPPORT_CODE_TTL_S = 600;
 
+/** The quick-support agent's config (`steun-agent support --config FILE`), served by the server. */
+const AGENT_CONFIG_URL = "/api/support/agent-config";
+const AGENT_CONFIG_FILENAME = "steun-support.json";
+
 interface Created {
   code: string;
   expiresAt: number; // local clock, ms
@@ -68,6 +72,20 @@ export function supportView(socket: ConsoleSocket): View {
     { class: "support-page" },
     h("div", { class: "page-header" }, h("div", null, h("h1", { t: "support.title" }), h("p", { class: "page-subtitle", t: "support.intro" }))),
     card(null, body),
+    card(
+      null,
+      h("p", { class: "muted", t: "support.agent_config_help" }),
+      h(
+        "div",
+        { class: "button-row" },
+        h("a", {
+          class: "button button-secondary",
+          attrs: { href: AGENT_CONFIG_URL, download: AGENT_CONFIG_FILENAME },
+          dataset: { testid: "agent-config-download" },
+          t: "support.agent_config_download",
+        }),
+      ),
+    ),
   );
 
   function close(): void {
