@@ -312,6 +312,7 @@ async def started_session(
     capabilities: list[Capability],
     *,
     viewer: bool = False,
+    viewer_options: dict[str, Any] | None = None,
 ) -> tuple[RelayPeer, AgentHandshake, SessionKeys]:
     """Browser keys → signed offer → the browser connects to the relay → the Python agent completes the handshake."""
     fields = await harness_call(page, "newHandshake")
@@ -329,6 +330,7 @@ async def started_session(
                 "ticket": ticket,
                 "offer": offer_json(signed),
                 "capabilities": [c.value for c in capabilities],
+                **(viewer_options or {}),
             },
         )
     else:

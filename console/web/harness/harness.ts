@@ -211,8 +211,20 @@ function mountViewer(options: {
   ticket: string;
   offer: SignedOffer;
   capabilities: ("view" | "control" | "clipboard")[];
+  /** session/extend answers with this offer (or fails with extend_error); absent: no session/extend. */
+  extend_offer?: SignedOffer;
+  extend_error?: string;
 }): void {
   state.viewer?.dispose();
+  const { extend_offer, extend_error } = options;
+  const extend =
+    extend_offer || extend_error
+      ? async (capabilities: string[]): Promise<SignedOffer> => {
+          state.log.push({ kind: "extend", capabilities });
+          if (extend_error) throw new Error(extend_error);
+          return readSignedOffer(extend_offer);
+        }
+      : undefined;
   state.log = [];
   const view = sessionViewer({
     sessionId: options.session_id,
@@ -222,6 +234,7 @@ function mountViewer(options: {
     handshake: requireHandshake(),
     signedOffer: readSignedOffer(options.offer),
     capabilities: options.capabilities,
+    ...(extend ? { extend } : {}),
     onEnded: (info) => state.log.push({ kind: "ended", ...info }),
   });
   state.viewer = view;

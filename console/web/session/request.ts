@@ -64,6 +64,16 @@ export async function requestSession(
   return session;
 }
 
+/**
+ * Ask the server to re-sign this session's offer with more capabilities (``session/extend``). The agent checks
+ * the new offer against its pinned org key and asks its user again; the server cannot grant anything.
+ */
+export async function extendSession(socket: Requester, sessionId: string, capabilities: Capability[]): Promise<SignedOffer> {
+  const result = await socket.request<unknown>("session/extend", { session_id: sessionId, capabilities });
+  if (typeof result !== "object" || result === null) throw new Error("malformed session/extend result");
+  return readSignedOffer((result as Record<string, unknown>)["offer"]);
+}
+
 /** The session for the viewer route; taken once (a second viewer for the same keys would reuse nonces). */
 export function takeSession(sessionId: string): OpenSession | null {
   const session = open.get(sessionId) ?? null;

@@ -15,7 +15,7 @@ import { utf8 } from "../session/bytes";
 import type { Capability, ConsoleHandshake, SignedOffer } from "../session/crypto";
 import { InputCapture } from "../session/input";
 import { Channel, RelayClient, relayUrl, type CloseInfo, type ControlMessage, type RelayState } from "../session/relay";
-import { takeSession } from "../session/request";
+import { extendSession, takeSession } from "../session/request";
 import { ScreenDecoder } from "../session/screen";
 import {
   MAX_CLIPBOARD_BYTES,
@@ -37,6 +37,11 @@ export interface ViewerOptions {
   signedOffer: SignedOffer;
   /** Capabilities asked for (the offer carries the same). */
   capabilities: Capability[];
+  /**
+   * Re-signs the offer with more capabilities (``session/extend``): needed to ask for what the first offer did
+   * not carry. Without it, asking only works within the first offer.
+   */
+  extend?: (capabilities: Capability[]) => Promise<SignedOffer>;
   /** Called once when the session ends, whoever ended it (tell the server). */
   onEnded?: (info: CloseInfo) => void;
 }
@@ -81,6 +86,7 @@ export function sessionViewer(options: ViewerOptions): View {
   let bandwidth = 0;
   let remoteClipboard = "";
   const asked = new Set<Capability>();
+  let askProblem: string | null = null;
 
   // ---- status (before the screen shows)
   const stateText = h("p", { class: "session-state", attrs: { role: "status", "aria-live": "polite" } });
@@ -236,6 +242,7 @@ export function sessionViewer(options: ViewerOptions): View {
       granted = message.capabilities;
       denied = message.denied;
       asked.clear();
+      askProblem = null;
       if (granted.includes("view") && decoder === null) startScreen();
       if (!granted.includes("view") && decoder !== null) {
         // Viewing was withdrawn: stop painting at once (the agent stops sending too).
@@ -244,6 +251,11 @@ export function sessionViewer(options: ViewerOptions): View {
       }
       input.enabled = granted.includes("control");
       if (!input.enabled) input.release();
+      render();
+    } else if (message.type === "refused" && message.channel === Channel.CONTROL && asked.size > 0) {
+      // The agent did not pass the request on to its user (an offer it does not trust, another one pending).
+      asked.clear();
+      askProblem = t("session.ask_refused", { reason: clip(message.reason, 200) });
       render();
     } else if (message.type === "refused") {
       replaceChildren(
@@ -317,9 +329,26 @@ export function sessionViewer(options: ViewerOptions): View {
   }
 
   function ask(capability: Capability): void {
+    if (asked.has(capability)) return;
     asked.add(capability);
-    relay.sendControl({ type: "ask", capabilities: [capability], reason: "" });
+    askProblem = null;
     render();
+    if (!options.extend) {
+      relay.sendControl({ type: "ask", capabilities: [capability], reason: "" });
+      return;
+    }
+    // The server re-signs the offer with the new capability; the agent trusts only that signature.
+    options.extend([capability]).then(
+      (offer) => {
+        if (ended) return;
+        relay.sendControl({ type: "ask", capabilities: [capability], reason: "", offer });
+      },
+      (error: unknown) => {
+        asked.delete(capability);
+        askProblem = t("session.ask_failed", { error: clip(error instanceof Error ? error.message : String(error), 200) });
+        render();
+      },
+    );
   }
 
   function layout(): void {
@@ -425,6 +454,7 @@ export function sessionViewer(options: ViewerOptions): View {
         granted.length > 0 ? h("p", { class: "notice notice-info" }, t("session.granted", { list: capabilityList(granted) })) : null,
         denied.length > 0 ? h("p", { class: "notice notice-warning" }, t("session.denied", { list: capabilityList(denied) })) : null,
         asked.size > 0 ? h("p", { class: "notice notice-muted" }, t("session.asked")) : null,
+        askProblem ? h("p", { class: "notice notice-warning" }, askProblem) : null,
       );
     }
     if (ended) {
@@ -517,6 +547,7 @@ export function sessionView(socket: ConsoleSocket, sessionId: string): View {
     handshake: session.handshake,
     signedOffer: session.offer,
     capabilities: session.capabilities,
+    extend: (capabilities) => extendSession(socket, session.session_id, capabilities),
     onEnded() {
       socket.request("session/stop", { session_id: session.session_id }).catch(() => {
         // The relay closes the session anyway; the server only cleans up sooner.

@@ -10,7 +10,7 @@ from .diagnostics_console import DIAGNOSTICS_COMMANDS
 from .inventory import Inventory, LiveMetrics
 from .limits import MAX_TEXT_MESSAGE
 from .messages import Api, DeviceId, Payload, Request, ShortText
-from .sessionplane import SessionRequest, SessionStop, SupportCodeCreate
+from .sessionplane import SessionExtend, SessionRequest, SessionStop, SupportCodeCreate
 
 MAX_DEVICES_LISTED = 5000
 
@@ -93,6 +93,7 @@ CONSOLE_API = Api(
         SupportCodeCreate,
         SessionRequest,
         SessionStop,
+        SessionExtend,
         *DIAGNOSTICS_COMMANDS,
     ],
 )

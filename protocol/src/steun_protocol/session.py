@@ -292,6 +292,28 @@ class AgentHandshake:
             agent_ephemeral=b64encode(self.ephemeral_public), agent_key=b64encode(self.agent_public)
         )
 
+    def open_newer_offer(self, signed: SignedOffer, *, now: float) -> SessionOffer:
+        """A newer offer for this session (``AskMore.offer``).
+
+        Signed by the pinned org key, valid now, and for the same session, device, agent key, organisation,
+        technician and console commitment as the first one.
+        """
+        first = self.offer
+        if first is None:
+            raise SessionError("offer_invalid", "no session offer yet")
+        offer, _ = open_offer(signed, self._org_public_key, now=now)
+        if (
+            offer.session_id != first.session_id
+            or offer.device_id != first.device_id
+            or offer.agent_key != first.agent_key
+            or offer.org_name != first.org_name
+            or offer.technician.user_id != first.technician.user_id
+            or offer.technician.key != first.technician.key
+            or offer.console_commitment != first.console_commitment
+        ):
+            raise SessionError("offer_invalid", "the newer offer is not for this session")
+        return offer
+
     def receive_reveal(self, reveal: Reveal) -> tuple[Confirm, SessionKeys]:
         if self.offer is None or self.keys is not None:
             raise SessionError("handshake_failed", "reveal out of order")

@@ -66,11 +66,16 @@ class Granted(Payload, frozen=True, tag="granted", tag_field="type"):
     denied: Annotated[list[Capability], msgspec.Meta(max_length=16)] = []
 
 
-class AskMore(Payload, frozen=True, tag="ask", tag_field="type"):
-    """Console → agent: ask for more capabilities; the agent prompts the user again."""
+class AskMore(Payload, frozen=True, tag="ask", tag_field="type", omit_defaults=True):
+    """Console → agent: ask for more capabilities; the agent prompts the user again.
+
+    Capabilities outside the session's offer need ``offer``: a newer offer for the same session (same session
+    id, device, agent key, technician key and console commitment) signed by the org key (``session/extend``).
+    """
 
     capabilities: Capabilities
     reason: ShortText = ""
+    offer: SignedOffer | None = None
 
 
 class Stop(Payload, frozen=True, tag="stop", tag_field="type"):
@@ -196,3 +201,20 @@ class SessionRequest(Request, tag="session/request", frozen=True):
 
 class SessionStop(Request, tag="session/stop", frozen=True):
     session_id: SessionId
+
+
+class SessionExtended(Payload, frozen=True):
+    offer: SignedOffer
+
+
+class SessionExtend(Request, tag="session/extend", frozen=True):
+    """Re-sign a live session's offer with more capabilities (the union of the old and these).
+
+    The console sends the new offer to the agent in ``AskMore``; the agent checks it and asks its user again.
+    """
+
+    session_id: SessionId
+    capabilities: Capabilities
+    Result: ClassVar[type[Payload]] = SessionExtended
+    max_size: ClassVar[int] = 4096
+    max_result_size: ClassVar[int] = 16 * 1024

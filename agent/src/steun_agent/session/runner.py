@@ -33,6 +33,7 @@ from steun_protocol.session import (
     RecordType,
     Reveal,
     SessionError,
+    SessionOffer,
     record_layer,
 )
 from steun_protocol.sessionplane import (
@@ -47,7 +48,15 @@ from steun_protocol.sessionplane import (
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from ..consent import AuditEvent, ConsentBroker, ConsentResult, ConsentSubject, Prompter, ordered
+from ..consent import (
+    AuditEvent,
+    ConsentBroker,
+    ConsentError,
+    ConsentResult,
+    ConsentSubject,
+    Prompter,
+    ordered,
+)
 from ..errors import ConnectionLost, PinMismatch
 from ..locallog import LocalLog
 from ..policy import Mode, Policy
@@ -200,6 +209,7 @@ class SessionRunner:
         self._dispatcher: DispatcherLike | None = None
         self._streamer_task: asyncio.Task[None] | None = None
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self._dispatcher_clipboard = False
         self._indicator: SessionIndicator | None = None
         self._end: asyncio.Future[_Ended] | None = None
         self._ask_task: asyncio.Task[None] | None = None
@@ -381,16 +391,37 @@ class SessionRunner:
             if self._ask_task is not None and not self._ask_task.done():
                 self._refuse(Channel.CONTROL, "busy")
                 return
-            self._ask_task = self._spawn(self._ask_more(list(message.capabilities)), "ask-more")
+            self._ask_task = self._spawn(self._ask_more(message), "ask-more")
         # Granted / Refused are the agent's to send; from the console they mean nothing.
 
-    async def _ask_more(self, capabilities: list[Capability]) -> None:
+    async def _ask_more(self, message: AskMore) -> None:
         broker = self.broker
         assert broker is not None
         if not broker.started:
             self._refuse(Channel.CONTROL, "not_started")
             return
-        result = await broker.request_more(capabilities)
+        capabilities = list(message.capabilities)
+        offer: SessionOffer | None = None
+        if message.offer is not None:
+            # only the pinned org key vouches for more; the server merely re-signed what its roles allow
+            try:
+                offer = self.handshake.open_newer_offer(message.offer, now=time.time())
+            except SessionError as exc:
+                self._refuse(Channel.CONTROL, "offer_invalid")
+                self.outcome.events.append("session.refused")
+                await self._audit(
+                    "session.refused", self.session_id, capabilities, f"offer_invalid: {exc}"[:4096]
+                )
+                return
+        try:
+            result = await broker.request_more(capabilities, offer=offer)
+        except ConsentError as exc:
+            self._refuse(Channel.CONTROL, "offer_invalid")
+            self.outcome.events.append("session.refused")
+            await self._audit(
+                "session.refused", self.session_id, capabilities, f"offer_invalid: {exc}"[:4096]
+            )
+            return
         self._send_granted(result)
         if self._indicator is not None:
             self._indicator.update(ordered(broker.grants.granted))
@@ -442,8 +473,19 @@ class SessionRunner:
             self._streamer = s.streamer_factory(self._send_screen)
             self._streamer_task = self._spawn(self._streamer.run(), "screen")
         control, clip = grants.allows(Capability.CONTROL), grants.allows(Capability.CLIPBOARD)
+        if (
+            clip
+            and self._dispatcher is not None
+            and not self._dispatcher_clipboard
+            and s.dispatcher_factory is not None
+        ):
+            # made without a clipboard backend (control only): a new one with it, the old one ends
+            if self._dispatcher_task is not None:
+                self._dispatcher_task.cancel()
+            self._dispatcher = self._dispatcher_task = None
         if (control or clip) and self._dispatcher is None and s.dispatcher_factory is not None:
             self._dispatcher = s.dispatcher_factory(self._send_clipboard, self._origin, control, clip)
+            self._dispatcher_clipboard = clip  # made with a clipboard backend
             self._dispatcher_task = self._spawn(self._dispatcher.run(), "input")
         elif self._dispatcher is not None:
             self._dispatcher.control, self._dispatcher.clipboard = control, clip

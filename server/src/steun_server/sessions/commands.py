@@ -5,6 +5,8 @@ from __future__ import annotations
 from steun_protocol.messages import Empty
 from steun_protocol.sessionplane import (
     SessionCreated,
+    SessionExtend,
+    SessionExtended,
     SessionRequest,
     SessionStop,
     SupportCodeCreate,
@@ -38,6 +40,11 @@ async def session_request(conn: ConsoleConnection, msg_id: int, params: SessionR
     return await service.request_session(conn.user, params, source=client_address(conn.request))
 
 
+async def session_extend(conn: ConsoleConnection, msg_id: int, params: SessionExtend) -> SessionExtended:
+    service = conn.app[SESSIONS]
+    return await service.extend_session(conn.user, params, source=client_address(conn.request))
+
+
 async def session_stop(conn: ConsoleConnection, msg_id: int, params: SessionStop) -> Empty:
     service = conn.app[SESSIONS]
     await service.stop_session(conn.user, params.session_id, source=client_address(conn.request))
@@ -58,6 +65,13 @@ COMMANDS = [
         params=SessionRequest,
         permission=Role.TECHNICIAN,
         summary="Ask an online device for a session: a signed offer, the relay path and the console's ticket",
+    ),
+    CommandSpec(
+        type="session/extend",
+        handler=session_extend,
+        params=SessionExtend,
+        permission=Role.TECHNICIAN,
+        summary="Re-sign a live session's offer with more capabilities (its technician or an admin)",
     ),
     CommandSpec(
         type="session/stop",

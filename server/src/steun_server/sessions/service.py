@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -38,6 +39,8 @@ from steun_protocol.session import (
 from steun_protocol.sessionplane import (
     SessionCreated,
     SessionEvent,
+    SessionExtend,
+    SessionExtended,
     SessionOfferRequest,
     SessionRequest,
     SupportCodeEvent,
@@ -87,6 +90,7 @@ SUPPORT_CODE_CREATED = "support.code_created"
 SUPPORT_CODE_REDEEMED = "support.code_redeemed"
 SUPPORT_REDEEM_FAILED = "support.redeem_failed"
 SESSION_REQUESTED = "session.requested"
+SESSION_EXTEND_REQUESTED = "session.extend_requested"
 SESSION_STOPPED = "session.stopped"
 SESSION_ENDED = "session.ended"
 
@@ -122,6 +126,7 @@ class SessionRecord:
     capabilities: tuple[Capability, ...]
     reason: str
     created_at: float
+    offer: SessionOffer | None = None
     ended: bool = False
     end_reason: str = ""
     events: int = 0
@@ -316,6 +321,7 @@ class SessionService(AppService):
             capabilities=capabilities,
             reason=params.reason,
             created_at=now,
+            offer=offer,
         )
         # audited before anything leaves: a request that cannot be recorded is not made
         await self.audit.emit(
@@ -338,6 +344,44 @@ class SessionService(AppService):
         return SessionCreated(
             session_id=session_id, offer=signed, relay_path=RELAY_PATH, ticket=console_ticket
         )
+
+    async def extend_session(
+        self, principal: Principal, params: SessionExtend, *, source: str
+    ) -> SessionExtended:
+        """Re-sign a live session's offer with more capabilities; the agent still asks its user."""
+        session = self._live.get(params.session_id)
+        if session is None or session.offer is None:
+            raise CommandError(ErrorCode.NOT_FOUND, "no such live session")
+        if session.technician.user_id != principal.user_id and not has_permission(principal.role, Role.ADMIN):
+            raise CommandError(ErrorCode.FORBIDDEN, "only its technician or an admin may extend a session")
+        added = tuple(dict.fromkeys(params.capabilities))
+        for capability in added:
+            needed = CAPABILITY_ROLES[capability]
+            if not has_permission(principal.role, needed):
+                raise CommandError(ErrorCode.FORBIDDEN, f"asking for {capability} needs the {needed} role")
+        capabilities = tuple(dict.fromkeys((*session.capabilities, *added)))
+        now = time.time()
+        offer = msgspec.structs.replace(
+            session.offer, capabilities=list(capabilities), created_at=now, expires_at=now + OFFER_TTL
+        )
+        try:
+            signed = sign_offer(self.keys.org_key, offer)
+        except SessionError as exc:
+            raise CommandError(ErrorCode.INVALID_MESSAGE, exc.message) from None
+        # audited before it leaves, like the request itself
+        await self.audit.emit(
+            SESSION_EXTEND_REQUESTED,
+            actor=principal.username,
+            source=source,
+            data={
+                **session.audit_data(),
+                "requested": [str(c) for c in added],
+                "offered": [str(c) for c in capabilities],
+            },
+        )
+        session.offer = offer
+        session.capabilities = capabilities
+        return SessionExtended(offer=signed)
 
     async def _device_for(
         self, principal: Principal, device_id: str
