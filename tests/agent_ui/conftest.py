@@ -31,7 +31,7 @@ class Xvfb:
 def xvfb() -> Iterator[Xvfb]:
     """A private X server on a display number the server picks itself (-displayfd): no clash with others."""
     if not shutil.which("Xvfb") or not shutil.which("xdotool"):
-        pytest.skip("Xvfb and xdotool are needed for the Tk tests")
+        pytest.fail("Xvfb and xdotool are needed for the Tk tests: run scripts/bootstrap --tests")
     read_end, write_end = os.pipe()
     process = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],

@@ -7,7 +7,6 @@ the pages themselves are still checked.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 
@@ -36,11 +35,6 @@ from .session_helpers import ClientSideSocket, RelayPeer
 
 pytestmark = pytest.mark.browser
 
-SERVER_HAS_SESSIONS = importlib.util.find_spec("steun_server.sessions") is not None
-needs_sessions = pytest.mark.skipif(
-    not SERVER_HAS_SESSIONS,
-    reason="the server's session orchestration (steun_server.sessions) is not there yet",
-)
 
 
 async def device_page(
@@ -133,7 +127,6 @@ async def show_a_frame(peer: RelayPeer, page: Page) -> None:
     await expect(page.get_by_test_id("stats")).to_contain_text("320 × 200")
 
 
-@needs_sessions
 async def test_request_control_end_to_end(page: Page, server: RunningServer) -> None:
     agent, identity = await device_page(page, server)
     card = page.locator("section").filter(has=page.get_by_role("heading", name="Remote support"))
@@ -157,7 +150,6 @@ async def test_request_control_end_to_end(page: Page, server: RunningServer) -> 
     await agent.close()
 
 
-@needs_sessions
 async def test_quick_support_end_to_end(page: Page, server: RunningServer) -> None:
     await sign_in_as_admin(page, server)
     await page.get_by_role("link", name="Quick support").click()

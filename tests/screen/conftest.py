@@ -59,7 +59,7 @@ def wait_until(condition, *, timeout: float = 10.0, what: str = "condition", int
 @pytest.fixture(scope="module")
 def xserver() -> Iterator[XServer]:
     if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (scripts/bootstrap --tests installs it)")
+        pytest.fail("Xvfb is not installed: run scripts/bootstrap --tests")
     read_fd, write_fd = os.pipe()
     process = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1920x1080x24", "-nolisten", "tcp", "-noreset"],

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 from steun_agent.input import InputDispatcher, X11Clipboard, XTestBackend
 from steun_agent.screen import (
     Capturer,
@@ -39,8 +38,6 @@ from steun_protocol.screen import (
 from tests.support.waiting import wait_for
 
 from .conftest import XServer, wait_until
-
-pytestmark = pytest.mark.skipif(shutil.which("xterm") is None, reason="xterm is not installed")
 
 XK_Return, XK_Tab, XK_Up, XK_F1 = 0xFF0D, 0xFF09, 0xFF52, 0xFFBE
 XK_Shift_L, XK_Control_L = 0xFFE1, 0xFFE3

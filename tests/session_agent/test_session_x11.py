@@ -3,10 +3,8 @@ console lands in a real xterm — through relay, handshake, consent and sealed r
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from steun_agent.session.local import x11_dispatcher_factory, x11_streamer_factory
 from steun_protocol.screen import Key, MessageType, Monitors, PointerMove, Text, encode
 from steun_protocol.session import Capability, RecordType
@@ -16,8 +14,6 @@ from tests.screen.conftest import XServer, xserver  # noqa: F401 - the module-sc
 from tests.screen.test_x11 import mouse_location, xterm
 from tests.session_agent.test_session_capability import ended, established, make_world
 from tests.support.waiting import wait_for
-
-pytestmark = pytest.mark.skipif(shutil.which("xterm") is None, reason="xterm is not installed")
 
 XK_Return = 0xFF0D
 
