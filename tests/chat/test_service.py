@@ -38,7 +38,7 @@ class Console:
 
     async def say(self, text: str, phrase: int = 0) -> None:
         self._id += 1
-        await self.chat.feed(encode(Message(self._id, Sender.TECHNICIAN, text, 5.0, phrase)))
+        self.chat.feed(encode(Message(self._id, Sender.TECHNICIAN, text, 5.0, phrase)))
 
 
 async def test_messages_both_ways_land_in_the_transcript() -> None:
@@ -88,14 +88,14 @@ def test_every_phrase_has_every_language() -> None:
 
 async def test_typing_and_read_marks() -> None:
     console = Console()
-    await console.chat.feed(encode(Typing(Sender.TECHNICIAN, True)))
+    console.chat.feed(encode(Typing(Sender.TECHNICIAN, True)))
     assert console.events[-1] == ChatEvent("typing", sender=Sender.TECHNICIAN, active=True)
     await console.say("a")
     await console.say("b")
     await console.chat.mark_read()
     await console.chat.set_typing(True)
     assert console.received == [Read(Sender.USER, 2), Typing(Sender.USER, True)]
-    await console.chat.feed(encode(Read(Sender.TECHNICIAN, 1)))
+    console.chat.feed(encode(Read(Sender.TECHNICIAN, 1)))
     assert console.events[-1] == ChatEvent("read", sender=Sender.TECHNICIAN, up_to=1)
 
 
@@ -110,7 +110,7 @@ async def test_what_the_user_types_is_cleaned_and_capped() -> None:
 async def test_the_console_cannot_speak_for_the_user() -> None:
     console = Console()
     with pytest.raises(RemoteProtocolError):
-        await console.chat.feed(encode(Message(1, Sender.USER, "I agree to everything", 1.0)))
+        console.chat.feed(encode(Message(1, Sender.USER, "I agree to everything", 1.0)))
     assert console.chat.lines() == ()
 
 

@@ -104,7 +104,7 @@ class FilesConsole:
         return self._next_id
 
     async def send(self, message: ConsoleMessage) -> None:
-        await self.service.feed(encode(message))
+        self.service.feed(encode(message))
 
     async def next(self, ident: int, timeout: float = TIMEOUT) -> AgentMessage:
         return await asyncio.wait_for(self._queues[ident].get(), scaled(timeout))

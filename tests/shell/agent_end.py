@@ -145,7 +145,7 @@ class ServicesAgent:
                 refusal = Refused(channel=record.channel, reason="not_granted")
                 await state.send(Channel.CONTROL, msgspec.json.encode(refusal), RecordType.CONTROL)  # type: ignore[operator]
                 continue
-            await service.feed(record.payload)
+            service.feed(record.payload)
 
     async def stop(self, state: AgentSession, reason: str = "user") -> None:
         """The user pressed Stop: everything ends at once, the console is told."""

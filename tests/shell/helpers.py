@@ -49,12 +49,12 @@ class ShellConsole:
         if isinstance(message, Data | Stderr):
             (self.output if isinstance(message, Data) else self.errors)[message.shell] += message.data
             if self.auto_ack:
-                await self.service.feed(encode(Ack(message.shell, len(message.data))))
+                self.service.feed(encode(Ack(message.shell, len(message.data))))
             else:
                 self.unacked[message.shell] += len(message.data)
 
     async def send(self, message: ConsoleMessage) -> None:
-        await self.service.feed(encode(message))
+        self.service.feed(encode(message))
 
     async def type(self, shell: int, text: str) -> None:
         await self.send(Data(shell, text.encode()))

@@ -97,9 +97,13 @@ async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
     (tmp_path / "secret.txt").write_text("secret")  # beside the root, not in it
     (device.root / "docs" / "out").symlink_to(tmp_path / "secret.txt")
     (tmp_path / "up.txt").write_text("upload")
+    whole = os.urandom(200_000)
+    (tmp_path / "whole.bin").write_bytes(whole)
+    (device.root / "docs" / "whole.bin").write_bytes(whole[:70_000])  # an upload that was cut short
     batch = tmp_path / "batch"
     batch.write_text(
         f"cd docs\nls -1\nget a.txt {tmp_path}/a.txt\nput {tmp_path}/up.txt up.txt\n"
+        f"reput {tmp_path}/whole.bin whole.bin\n"
         f"-get out {tmp_path}/stolen.txt\n-get ../../secret.txt {tmp_path}/stolen2.txt\n-mkdir new\n"
     )
     code, out, err = await tech.run(tech.openssh("sftp", "-b", str(batch), DEVICE))
@@ -108,6 +112,7 @@ async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
     assert "a.txt" in listing and "out" in listing
     assert (tmp_path / "a.txt").read_text() == "alpha"
     assert (device.root / "docs" / "up.txt").read_text() == "upload"
+    assert (device.root / "docs" / "whole.bin").read_bytes() == whole  # resumed on top of what was there
     assert not (tmp_path / "stolen.txt").exists() and not (tmp_path / "stolen2.txt").exists()
     assert err.count(b"not found") == 2  # the link out of the root and the ".." path: refused, as if absent
     assert b"Operation unsupported" in err  # mkdir is not a files-channel request (yet)

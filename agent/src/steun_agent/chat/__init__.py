@@ -3,7 +3,7 @@
 Public API (see ``service.py`` for the runtime's and the chat window's interface)::
 
     chat = ChatService(send, language=ui_language)
-    await chat.feed(payload)        # each console DATA record on Channel.CHAT, once `chat` is granted
+    chat.feed(payload)              # each console DATA record on Channel.CHAT, once `chat` is granted
     await chat.close_all()          # Stop
     chat.transcript.export()        # JSON for the session record
 """

@@ -2,8 +2,8 @@
 
 The session runtime holds one :class:`ChatService` per session:
 
-* ``await chat.feed(payload)`` for every DATA record on ``Channel.CHAT`` (once ``chat`` is granted);
-  undecodable payloads raise ``RemoteProtocolError``;
+* ``chat.feed(payload)`` for every DATA record on ``Channel.CHAT`` (once ``chat`` is granted); synchronous,
+  never blocks; undecodable payloads raise ``RemoteProtocolError``;
 * ``send`` (given at construction): one encoded message → one sealed DATA record on ``Channel.CHAT``;
 * ``await chat.close_all()`` on Stop: listeners hear ``closed``; nothing more is sent or accepted.
 * ``chat.transcript.export()`` at the end: the transcript as JSON for the session record (see below).
@@ -214,8 +214,8 @@ class ChatService:
 
     # ---------------------------------------------------------------- from the console
 
-    async def feed(self, payload: bytes) -> None:
-        """Handle one console message (one DATA record's payload on the chat channel)."""
+    def feed(self, payload: bytes) -> None:
+        """Handle one console message (one DATA record's payload on the chat channel). Never blocks."""
         message: ChatMessage = decode_from_console(payload)
         if self._closed:
             return

@@ -3,7 +3,7 @@
 Public API for the session runtime (see ``service.py`` for the full contract)::
 
     files = FilesService(send, root=Account.current().home, hash_cache=agent_hash_cache, on_event=audit)
-    await files.feed(payload)      # each console DATA record on Channel.FILES, once `files` is granted
+    files.feed(payload)            # each console DATA record on Channel.FILES, once `files` is granted
     await files.close_all()        # Stop / session end: every transfer ends now
 
 Paths are checked by :class:`PathGuard` (``pathguard.py``); disk work is in ``storage.py``.

@@ -2,9 +2,10 @@
 
 The session runtime holds one :class:`FilesService` per session and:
 
-* calls ``await service.feed(payload)`` for every DATA record the console sent on ``Channel.FILES`` (after
-  checking ``files`` is granted). ``feed`` never touches the disk itself; it queues chunks and starts work in
-  tasks, so a slow disk never stalls the session's reader. Undecodable payloads raise ``RemoteProtocolError``.
+* calls ``service.feed(payload)`` for every DATA record the console sent on ``Channel.FILES`` (after
+  checking ``files`` is granted). ``feed`` is synchronous and never touches the disk: it queues chunks and
+  starts work (and error replies) in tasks, so a slow disk never stalls the session's reader. Undecodable
+  payloads raise ``RemoteProtocolError``.
 * gives it a ``send`` coroutine: one call = one encoded message = one sealed DATA record on ``Channel.FILES``;
   called from several tasks; returns once the record is handed to the connection (backpressure).
 * calls ``await service.close_all()`` on Stop or session end: every transfer stops at once, nothing more is
@@ -180,6 +181,7 @@ class FilesService:
         self._closed = False
         self._stats = FilesStatistics()
         self._uploading: set[tuple[str, ...]] = set()
+        self._replies: set[asyncio.Future[None]] = set()
 
     @property
     def root(self) -> str:
@@ -197,22 +199,20 @@ class FilesService:
 
     # ---------------------------------------------------------------- from the console
 
-    async def feed(self, payload: bytes) -> None:
-        """Handle one console message (one DATA record's payload on the files channel)."""
+    def feed(self, payload: bytes) -> None:
+        """Handle one console message (one DATA record's payload on the files channel). Never blocks."""
         message = decode_from_console(payload)
         match message:
             case ListDir() | Stat() | Download() | Upload():
-                await self._start(message)
+                self._start(message)
             case Chunk(ident, offset, data):
                 job = self._jobs.get(ident)
                 if job is None or job.kind != "upload":
-                    await self._stray(ident)
+                    self._stray(ident)
                 elif not job.ready or offset != job.expected or offset + len(data) > job.size:
-                    await self._fail(
-                        job, FileErrorCode.INVALID, f"chunk at {offset}, expected {job.expected}"
-                    )
+                    self._fail(job, FileErrorCode.INVALID, f"chunk at {offset}, expected {job.expected}")
                 elif job.received + len(data) > job.granted:
-                    await self._fail(job, FileErrorCode.FLOW_VIOLATION, "more data than the credit allows")
+                    self._fail(job, FileErrorCode.FLOW_VIOLATION, "more data than the credit allows")
                 else:
                     job.queue.append(bytes(data))
                     job.expected += len(data)
@@ -226,7 +226,7 @@ class FilesService:
             case Finish(ident, digest):
                 job = self._jobs.get(ident)
                 if job is None or job.kind != "upload":
-                    await self._stray(ident)
+                    self._stray(ident)
                 else:
                     job.finish = digest
                     job.wake.set()
@@ -235,11 +235,11 @@ class FilesService:
                 if job is not None and job.task is not None:
                     job.task.cancel()
 
-    async def _stray(self, ident: int) -> None:
+    def _stray(self, ident: int) -> None:
         if ident not in self._recent:  # late messages for a job that just ended are normal
-            await self._reply(Error(ident, FileErrorCode.TRANSFER_UNKNOWN, "no such transfer"))
+            self._reply_later(Error(ident, FileErrorCode.TRANSFER_UNKNOWN, "no such transfer"))
 
-    async def _start(self, message: ListDir | Stat | Download | Upload) -> None:
+    def _start(self, message: ListDir | Stat | Download | Upload) -> None:
         ident = message.id
         transfers = sum(1 for j in self._jobs.values() if j.kind in ("download", "upload"))
         refusal: tuple[FileErrorCode, str] | None = None
@@ -252,7 +252,7 @@ class FilesService:
         elif isinstance(message, ListDir | Stat) and len(self._jobs) - transfers >= MAX_REQUESTS:
             refusal = FileErrorCode.BUSY, f"at most {MAX_REQUESTS} listings at once"
         if refusal is not None:
-            await self._reply(Error(ident, *refusal))
+            self._reply_later(Error(ident, *refusal))
             return
         job: _Job
         match message:
@@ -321,11 +321,11 @@ class FilesService:
             upload, job.upload = job.upload, None
             await asyncio.to_thread(upload.discard if discard else upload.close)
 
-    async def _fail(self, job: _Job, code: FileErrorCode, why: str) -> None:
+    def _fail(self, job: _Job, code: FileErrorCode, why: str) -> None:
         """End a job for something the console did wrong; the job's task reports nothing more."""
         if job.task is not None:
             job.task.cancel()
-        await self._reply(Error(job.id, code, why))
+        self._reply_later(Error(job.id, code, why))
 
     async def _io(self, job: _Job, fn: Callable[..., T], *args: Any) -> T:
         """One blocking call in a thread; cancelling the job waits for it to finish before cleaning up."""
@@ -466,7 +466,8 @@ class FilesService:
     async def close_all(self) -> None:
         """Stop: end every transfer and listing now; keep partial uploads for a later resume; send nothing."""
         self._closed = True
-        tasks = [j.task for j in self._jobs.values() if j.task is not None]
+        tasks: list[asyncio.Future[None]] = [j.task for j in self._jobs.values() if j.task is not None]
+        tasks += self._replies
         for task in tasks:
             task.cancel()
         if tasks:
@@ -477,6 +478,11 @@ class FilesService:
 
     async def _reply(self, message: FilesMessage) -> None:
         await self._send(encode(message))
+
+    def _reply_later(self, message: FilesMessage) -> None:
+        task = asyncio.ensure_future(self._reply_quietly(message))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
     async def _reply_quietly(self, message: FilesMessage) -> None:
         with contextlib.suppress(Exception):

@@ -3,7 +3,7 @@
 Public API for the session runtime (see ``service.py`` for the full contract)::
 
     shells = ShellService(send, account=Account.current, on_event=audit)   # send: bytes -> one DATA record
-    await shells.feed(payload)      # each console DATA record on Channel.SHELL, once `shell` is granted
+    shells.feed(payload)            # each console DATA record on Channel.SHELL, once `shell` is granted
     await shells.close_all()        # Stop / session end: SIGKILL every terminal session at once
 
 A service agent passes ``account=lambda: Account.named(policy_account)``.

@@ -43,7 +43,10 @@ class Account:
     @classmethod
     def current(cls) -> Account:
         """The account the agent runs as (quick support, attended sessions)."""
-        return cls._from(pwd.getpwuid(os.geteuid()))
+        try:
+            return cls._from(pwd.getpwuid(os.geteuid()))
+        except KeyError:
+            raise AccountError(f"uid {os.geteuid()} has no entry in the password database") from None
 
     @classmethod
     def named(cls, name: str) -> Account:

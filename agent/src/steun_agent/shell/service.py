@@ -2,9 +2,10 @@
 
 The session runtime holds one :class:`ShellService` per session and does three things with it:
 
-* ``await service.feed(payload)`` for every DATA record the console sent on ``Channel.SHELL`` (after it
-  checked the ``shell`` capability is granted). ``feed`` never waits for a program or the disk: it queues
-  input and starts work in tasks. A payload that does not decode raises ``RemoteProtocolError``.
+* ``service.feed(payload)`` for every DATA record the console sent on ``Channel.SHELL`` (after it checked
+  the ``shell`` capability is granted). ``feed`` is synchronous and never blocks: it queues input and starts
+  work (and any error reply) in the service's own tasks, in order. A payload that does not decode raises
+  ``RemoteProtocolError`` (answer it ``Refused invalid``, as for the screen channel).
 * it gives the service a ``send`` coroutine at construction: one call = one encoded message = one sealed
   DATA record on ``Channel.SHELL``. ``send`` may be called from several tasks at once and should return
   once the record is handed to the connection (that wait is the backpressure).
@@ -149,21 +150,21 @@ class ShellService:
 
     # ---------------------------------------------------------------- from the console
 
-    async def feed(self, payload: bytes) -> None:
-        """Handle one console message (one DATA record's payload on the shell channel)."""
+    def feed(self, payload: bytes) -> None:
+        """Handle one console message (one DATA record's payload on the shell channel). Never blocks."""
         message = decode_from_console(payload)
         if isinstance(message, Open):
-            await self._open(message)
+            self._open(message)
             return
         shell = self._shells.get(message.shell)
         if shell is None:
-            if not isinstance(message, Ack | Close):  # late acks and closes after EXIT are normal races
-                await self._reply(Error(message.shell, ShellErrorCode.NO_SUCH_SHELL, "no such shell"))
+            if not isinstance(message, Ack | Close | Eof):  # late acks and closes after EXIT are normal races
+                self._reply_later(Error(message.shell, ShellErrorCode.NO_SUCH_SHELL, "no such shell"))
             return
         match message:
             case Data(_, data):
                 if shell.in_bytes + len(data) > self._window:
-                    await self._fail(shell, "more input than the window allows")
+                    self._fail(shell, "more input than the window allows")
                     return
                 shell.in_queue.append(data)
                 shell.in_bytes += len(data)
@@ -185,13 +186,13 @@ class ShellService:
                 shell.in_queue.append(None)
                 shell.in_ready.set()
 
-    async def _open(self, request: Open) -> None:
+    def _open(self, request: Open) -> None:
         if self._closed:
-            await self._reply(Error(request.shell, ShellErrorCode.CLOSED, "the session is ending"))
+            self._reply_later(Error(request.shell, ShellErrorCode.CLOSED, "the session is ending"))
         elif request.shell in self._shells:
-            await self._reply(Error(request.shell, ShellErrorCode.SHELL_EXISTS, "this shell id is in use"))
+            self._reply_later(Error(request.shell, ShellErrorCode.SHELL_EXISTS, "this shell id is in use"))
         elif len(self._shells) >= self._max_shells:
-            await self._reply(
+            self._reply_later(
                 Error(request.shell, ShellErrorCode.TOO_MANY_SHELLS, f"at most {self._max_shells} shells")
             )
         else:
@@ -236,6 +237,8 @@ class ShellService:
             if shell.proc is not None:
                 await asyncio.to_thread(shell.proc.hang_up, signals.SIGKILL)
             shell.reason = "error"
+            with contextlib.suppress(Exception):  # the console must not wait for a shell that is gone
+                await self._reply(Error(shell.id, ShellErrorCode.CLOSED, "the shell failed on the agent"))
         finally:
             if shell.proc is not None:
                 shell.proc.close()
@@ -323,8 +326,8 @@ class ShellService:
             await asyncio.wait_for(proc.wait(), self._close_grace)
         await asyncio.to_thread(proc.hang_up, signals.SIGKILL)
 
-    async def _fail(self, shell: _Shell, why: str) -> None:
-        await self._reply(Error(shell.id, ShellErrorCode.FLOW_VIOLATION, why))
+    def _fail(self, shell: _Shell, why: str) -> None:
+        self._reply_later(Error(shell.id, ShellErrorCode.FLOW_VIOLATION, why))
         self._close_shell(shell, "flow_violation")
 
     async def close_all(self) -> None:
@@ -376,6 +379,9 @@ class ShellService:
     async def _reply(self, message: ShellMessage) -> None:
         if not self._closed:
             await self._send(encode(message))
+
+    def _reply_later(self, message: ShellMessage) -> None:
+        self._spawn_task(self._reply(message))
 
     def _emit(self, event: ShellEvent) -> None:
         if self._on_event is not None:

@@ -168,16 +168,29 @@ class _ReadHandle:
 
 
 class _WriteHandle:
-    def __init__(self, files: FilesClient, path: str, spool: Path, fd: int, overwrite: Overwrite) -> None:
+    def __init__(
+        self,
+        files: FilesClient,
+        path: str,
+        spool: Path,
+        fd: int,
+        overwrite: Overwrite,
+        *,
+        append: bool = False,
+    ) -> None:
         self.files = files
         self.path = path
         self.spool = spool
         self.fd = fd
         self.overwrite = overwrite
+        self.append = append  # FXF_APPEND: every write goes to the end, whatever its offset says
         self.mtime = 0.0
 
     async def write(self, offset: int, data: bytes) -> None:
-        await asyncio.to_thread(os.pwrite, self.fd, data, offset)
+        if self.append:
+            await asyncio.to_thread(os.write, self.fd, data)
+        else:
+            await asyncio.to_thread(os.pwrite, self.fd, data, offset)
 
     async def close(self) -> None:
         try:
@@ -247,15 +260,19 @@ class SteunSFTPServer(asyncssh.SFTPServer):
             if entry.kind is not EntryKind.FILE:
                 raise asyncssh.SFTPFailure(f"{target} is not a regular file")
             return _ReadHandle(self._files, target, entry)
-        if pflags & asyncssh.FXF_READ or pflags & asyncssh.FXF_APPEND:
-            raise asyncssh.SFTPOpUnsupported("read-write and append opens are not supported through Steun")
+        if pflags & asyncssh.FXF_READ:
+            raise asyncssh.SFTPOpUnsupported("read-write opens are not supported through Steun")
         fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix="steun-sftp-")
         spool = Path(name)
-        if not pflags & asyncssh.FXF_TRUNC:  # writes land on top of what is there: start from its content
+        append = bool(pflags & asyncssh.FXF_APPEND)
+        if not pflags & asyncssh.FXF_TRUNC:  # writes land on top of what is there (reput): start from it
+            await asyncio.to_thread(os.close, fd)
             with contextlib.suppress(RemoteFileError):
-                await self._files.download(target, spool)
+                await self._files.download(target, spool)  # replaces the (empty) spool file
+            flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if append else 0)
+            fd = await asyncio.to_thread(os.open, spool, flags)
         overwrite = Overwrite.FAIL if pflags & asyncssh.FXF_EXCL else Overwrite.REPLACE
-        return _WriteHandle(self._files, target, spool, fd, overwrite)
+        return _WriteHandle(self._files, target, spool, fd, overwrite, append=append)
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         assert isinstance(file_obj, _ReadHandle)
