@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from .binary import Reader, invalid
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .shell import Reader, invalid
 
 #: Longest message text (UTF-8 bytes).
 MAX_TEXT_BYTES = 4096

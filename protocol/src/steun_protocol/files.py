@@ -79,8 +79,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from .binary import Reader, invalid, message_type
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .shell import MAX_ERROR_CODE, MAX_ERROR_MESSAGE, Reader, invalid, truncate_utf8, valid_code
+from .shell import MAX_ERROR_CODE, MAX_ERROR_MESSAGE, truncate_utf8, valid_code
 
 # --------------------------------------------------------------------------------------------- limits
 
@@ -430,15 +431,7 @@ def decode(
     data: bytes | bytearray | memoryview, *, allowed: frozenset[MessageType] | None = None
 ) -> FilesMessage:
     """Parse one message; ``allowed`` restricts the types (see ``decode_from_agent``/``_console``)."""
-    view = memoryview(data)
-    if len(view) == 0:
-        raise RemoteProtocolError(ErrorCode.MALFORMED, "empty message")
-    try:
-        kind = MessageType(view[0])
-    except ValueError:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown files message 0x{view[0]:02x}") from None
-    if allowed is not None and kind not in allowed:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not sent in this direction")
+    view, kind = message_type(data, MessageType, allowed, "files")
     r = Reader(view)
     (ident,) = r.fields(_U32)
     message = _DECODERS[kind](r, ident)

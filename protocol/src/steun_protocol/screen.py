@@ -77,6 +77,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from .binary import Reader, flag, invalid, message_type
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .session import MAX_RECORD_PLAINTEXT
 
@@ -428,66 +429,12 @@ def _size_ok(width: int, height: int) -> bool:
 # --------------------------------------------------------------------------------------------- decoding
 
 
-class _Reader:
-    """A bounded cursor over one message; every read checks what is left first."""
-
-    __slots__ = ("_pos", "_view")
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-        self._pos = 1
-
-    def fields(self, layout: struct.Struct) -> tuple[int, ...]:
-        if len(self._view) - self._pos < layout.size:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, "message is truncated")
-        values = layout.unpack_from(self._view, self._pos)
-        self._pos += layout.size
-        return values
-
-    def raw(self, length: int, cap: int, what: str) -> bytes:
-        if length > cap:
-            raise RemoteProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"{what} of {length} bytes > {cap}")
-        if len(self._view) - self._pos < length:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{what} is truncated")
-        data = bytes(self._view[self._pos : self._pos + length])
-        self._pos += length
-        return data
-
-    def text(self, length: int, cap: int, what: str) -> str:
-        try:
-            return self.raw(length, cap, what).decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{what} is not UTF-8") from None
-
-    def end(self) -> None:
-        if self._pos != len(self._view):
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{len(self._view) - self._pos} trailing bytes")
-
-
-def _invalid(ok: bool, what: str) -> None:
-    if not ok:
-        raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, what)
-
-
-def _flag(value: int, what: str) -> bool:
-    _invalid(value in (0, 1), f"{what} must be 0 or 1")
-    return bool(value)
-
-
 def decode(
     data: bytes | bytearray | memoryview, *, allowed: frozenset[MessageType] | None = None
 ) -> ScreenMessage:
     """Parse one message; ``allowed`` restricts the types (see ``decode_from_agent``/``_console``)."""
-    view = memoryview(data)
-    if len(view) == 0:
-        raise RemoteProtocolError(ErrorCode.MALFORMED, "empty message")
-    try:
-        kind = MessageType(view[0])
-    except ValueError:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown screen message 0x{view[0]:02x}") from None
-    if allowed is not None and kind not in allowed:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not sent in this direction")
-    r = _Reader(view)
+    view, kind = message_type(data, MessageType, allowed, "screen")
+    r = Reader(view)
     message = _DECODERS[kind](r)
     r.end()
     return message
@@ -503,22 +450,22 @@ def decode_from_console(data: bytes | bytearray | memoryview) -> ConsoleMessage:
     return decode(data, allowed=CONSOLE_TYPES)  # type: ignore[return-value]
 
 
-def _monitors(r: _Reader) -> Monitors:
+def _monitors(r: Reader) -> Monitors:
     (count,) = r.fields(_U8)
-    _invalid(1 <= count <= MAX_MONITORS, f"{count} monitors")
+    invalid(1 <= count <= MAX_MONITORS, f"{count} monitors")
     out = []
     for _ in range(count):
         mid, flags, x, y, width, height, name_len = r.fields(_MONITOR)
-        _invalid(_size_ok(width, height) and flags < 4, "monitor")
+        invalid(_size_ok(width, height) and flags < 4, "monitor")
         name = r.text(name_len, MAX_MONITOR_NAME, "monitor name")
         out.append(MonitorInfo(mid, x, y, width, height, name, bool(flags & 1), bool(flags & 2)))
     return Monitors(tuple(out))
 
 
-def _frame_begin(r: _Reader) -> FrameBegin:
+def _frame_begin(r: Reader) -> FrameBegin:
     seq, monitor, flags, width, height, capture_ms = r.fields(_FRAME_BEGIN)
-    _invalid(_size_ok(width, height), f"frame {width}x{height}")
-    return FrameBegin(seq, monitor, width, height, capture_ms, _flag(flags, "frame flags"))
+    invalid(_size_ok(width, height), f"frame {width}x{height}")
+    return FrameBegin(seq, monitor, width, height, capture_ms, flag(flags, "frame flags"))
 
 
 def _encoding(value: int) -> Encoding:
@@ -528,86 +475,86 @@ def _encoding(value: int) -> Encoding:
         raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown encoding {value}") from None
 
 
-def _region(r: _Reader) -> Region:
+def _region(r: Reader) -> Region:
     seq, x, y, width, height, encoding, flags, length = r.fields(_REGION)
-    _invalid(_size_ok(width, height) and x + width <= MAX_SIDE and y + height <= MAX_SIDE, "region size")
+    invalid(_size_ok(width, height) and x + width <= MAX_SIDE and y + height <= MAX_SIDE, "region size")
     enc = _encoding(encoding)
-    _invalid(flags == 0 or (flags == 1 and enc is Encoding.ZSTD_STREAM_BGRA), f"region flags {flags}")
-    _invalid(enc is not Encoding.SOLID or length == 4, "a SOLID region carries 4 bytes")
+    invalid(flags == 0 or (flags == 1 and enc is Encoding.ZSTD_STREAM_BGRA), f"region flags {flags}")
+    invalid(enc is not Encoding.SOLID or length == 4, "a SOLID region carries 4 bytes")
     data = r.raw(length, MAX_REGION_BYTES, "region data")
     return Region(seq, x, y, width, height, enc, data, reset=bool(flags))
 
 
-def _frame_end(r: _Reader) -> FrameEnd:
+def _frame_end(r: Reader) -> FrameEnd:
     return FrameEnd(*r.fields(_FRAME_END))
 
 
-def _cursor_position(r: _Reader) -> CursorPosition:
+def _cursor_position(r: Reader) -> CursorPosition:
     x, y, visible = r.fields(_CURSOR_POSITION)
-    return CursorPosition(x, y, _flag(visible, "visible"))
+    return CursorPosition(x, y, flag(visible, "visible"))
 
 
-def _cursor_shape(r: _Reader) -> CursorShape:
+def _cursor_shape(r: Reader) -> CursorShape:
     serial, width, height, hot_x, hot_y = r.fields(_CURSOR_SHAPE)
-    _invalid(1 <= width <= MAX_CURSOR_SIDE and 1 <= height <= MAX_CURSOR_SIDE, f"cursor {width}x{height}")
-    _invalid(hot_x < width and hot_y < height, "cursor hotspot outside the cursor")
+    invalid(1 <= width <= MAX_CURSOR_SIDE and 1 <= height <= MAX_CURSOR_SIDE, f"cursor {width}x{height}")
+    invalid(hot_x < width and hot_y < height, "cursor hotspot outside the cursor")
     rgba = r.raw(width * height * 4, MAX_CURSOR_SIDE * MAX_CURSOR_SIDE * 4, "cursor pixels")
     return CursorShape(serial, width, height, hot_x, hot_y, rgba)
 
 
-def _clipboard(r: _Reader) -> Clipboard:
+def _clipboard(r: Reader) -> Clipboard:
     (length,) = r.fields(_U32)
     return Clipboard(r.text(length, MAX_CLIPBOARD_BYTES, "clipboard"))
 
 
-def _ack(r: _Reader) -> Ack:
+def _ack(r: Reader) -> Ack:
     return Ack(*r.fields(_ACK))
 
 
-def _configure(r: _Reader) -> Configure:
+def _configure(r: Reader) -> Configure:
     quality, max_fps, encodings, max_in_flight = r.fields(_CONFIGURE)
-    _invalid(quality <= 100 and max_fps <= MAX_FPS, "quality or fps out of range")
-    _invalid(1 <= max_in_flight <= MAX_IN_FLIGHT, f"max_in_flight {max_in_flight}")
-    _invalid(encodings & ~ALL_ENCODINGS == 0, f"unknown encodings in mask 0x{encodings:04x}")
+    invalid(quality <= 100 and max_fps <= MAX_FPS, "quality or fps out of range")
+    invalid(1 <= max_in_flight <= MAX_IN_FLIGHT, f"max_in_flight {max_in_flight}")
+    invalid(encodings & ~ALL_ENCODINGS == 0, f"unknown encodings in mask 0x{encodings:04x}")
     return Configure(quality, max_fps, encodings, max_in_flight)
 
 
-def _select_monitor(r: _Reader) -> SelectMonitor:
+def _select_monitor(r: Reader) -> SelectMonitor:
     return SelectMonitor(*r.fields(_U8))
 
 
-def _pointer_move(r: _Reader) -> PointerMove:
+def _pointer_move(r: Reader) -> PointerMove:
     x, y = r.fields(_POINT)
-    _invalid(x < MAX_SIDE and y < MAX_SIDE, "pointer outside any screen")
+    invalid(x < MAX_SIDE and y < MAX_SIDE, "pointer outside any screen")
     return PointerMove(x, y)
 
 
-def _pointer_button(r: _Reader) -> PointerButtonEvent:
+def _pointer_button(r: Reader) -> PointerButtonEvent:
     button, down, x, y = r.fields(_BUTTON)
     try:
         which = PointerButton(button)
     except ValueError:
         raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown button {button}") from None
-    _invalid(x < MAX_SIDE and y < MAX_SIDE, "pointer outside any screen")
-    return PointerButtonEvent(which, _flag(down, "down"), x, y)
+    invalid(x < MAX_SIDE and y < MAX_SIDE, "pointer outside any screen")
+    return PointerButtonEvent(which, flag(down, "down"), x, y)
 
 
-def _wheel(r: _Reader) -> Wheel:
+def _wheel(r: Reader) -> Wheel:
     return Wheel(*r.fields(_WHEEL))
 
 
-def _key(r: _Reader) -> Key:
+def _key(r: Reader) -> Key:
     keysym, down = r.fields(_KEY)
-    _invalid(0 < keysym <= 0x1FFFFFFF, f"keysym 0x{keysym:x}")
-    return Key(keysym, _flag(down, "down"))
+    invalid(0 < keysym <= 0x1FFFFFFF, f"keysym 0x{keysym:x}")
+    return Key(keysym, flag(down, "down"))
 
 
-def _text(r: _Reader) -> Text:
+def _text(r: Reader) -> Text:
     (length,) = r.fields(_U16)
     return Text(r.text(length, MAX_TEXT_BYTES, "text"))
 
 
-_DECODERS: dict[MessageType, Callable[[_Reader], ScreenMessage]] = {
+_DECODERS: dict[MessageType, Callable[[Reader], ScreenMessage]] = {
     MessageType.MONITORS: _monitors,
     MessageType.FRAME_BEGIN: _frame_begin,
     MessageType.REGION: _region,

@@ -64,6 +64,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from .binary import Reader, invalid, message_type
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 # --------------------------------------------------------------------------------------------- limits
@@ -348,64 +349,11 @@ def truncate_utf8(text: str, cap: int) -> bytes:
 # --------------------------------------------------------------------------------------------- decoding
 
 
-class Reader:
-    """A bounded cursor over one binary channel message; every read checks what is left first.
-
-    Shared by the shell, files and chat formats. ``start`` skips what the caller already parsed.
-    """
-
-    __slots__ = ("_pos", "_view")
-
-    def __init__(self, view: memoryview, start: int = 1) -> None:
-        self._view = view
-        self._pos = start
-
-    def fields(self, layout: struct.Struct) -> tuple[int, ...]:
-        if len(self._view) - self._pos < layout.size:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, "message is truncated")
-        values = layout.unpack_from(self._view, self._pos)
-        self._pos += layout.size
-        return values
-
-    def raw(self, length: int, cap: int, what: str) -> bytes:
-        if length > cap:
-            raise RemoteProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"{what} of {length} bytes > {cap}")
-        if len(self._view) - self._pos < length:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{what} is truncated")
-        data = bytes(self._view[self._pos : self._pos + length])
-        self._pos += length
-        return data
-
-    def text(self, length: int, cap: int, what: str) -> str:
-        try:
-            return self.raw(length, cap, what).decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{what} is not UTF-8") from None
-
-    def end(self) -> None:
-        if self._pos != len(self._view):
-            raise RemoteProtocolError(ErrorCode.MALFORMED, f"{len(self._view) - self._pos} trailing bytes")
-
-
-def invalid(ok: bool, what: str) -> None:
-    """Refuse a value out of range (``invalid_message``)."""
-    if not ok:
-        raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, what)
-
-
 def decode(
     data: bytes | bytearray | memoryview, *, allowed: frozenset[MessageType] | None = None
 ) -> ShellMessage:
     """Parse one message; ``allowed`` restricts the types (see ``decode_from_agent``/``_console``)."""
-    view = memoryview(data)
-    if len(view) == 0:
-        raise RemoteProtocolError(ErrorCode.MALFORMED, "empty message")
-    try:
-        kind = MessageType(view[0])
-    except ValueError:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown shell message 0x{view[0]:02x}") from None
-    if allowed is not None and kind not in allowed:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not sent in this direction")
+    view, kind = message_type(data, MessageType, allowed, "shell")
     r = Reader(view)
     (shell,) = r.fields(_U16)
     message = _DECODERS[kind](r, shell)
