@@ -97,11 +97,35 @@ def test_mistakes_are_errors_never_ignored(text: str, problem: str) -> None:
 
 
 def test_forbid_wins_over_unattended_and_prompt() -> None:
-    policy = Policy(forbid=frozenset({SH, V}), unattended=frozenset({V, C}))
+    policy = Policy(forbid=frozenset({SH, V}), unattended=frozenset({V, C}), shell_account="helpdesk")
     decision = decide([V, C, SH, F], policy, Mode.SERVICE)
     assert decision.forbidden == {SH, V}
     assert decision.unattended == {C}
     assert decision.prompt == {F}
+
+
+def test_a_service_agent_without_shell_account_forbids_shell_and_files() -> None:
+    # An installed agent runs as root: without a named account, a shell or file browser would be root's.
+    policy = Policy(unattended=frozenset({SH, F, V}))
+    decision = decide([V, SH, F], policy, Mode.SERVICE)
+    assert decision.forbidden == {SH, F}
+    assert decision.unattended == {V}
+    # quick support acts as the user who started it: nothing to name
+    assert decide([SH, F], Policy(), Mode.ATTENDED).prompt == {SH, F}
+    named = Policy(unattended=frozenset({SH}), shell_account="helpdesk")
+    assert decide([SH, F], named, Mode.SERVICE).forbidden == set()
+
+
+@pytest.mark.parametrize("name", ["root;rm", "", "a b", "../x", "x" * 40, "-n"])
+def test_shell_account_must_be_an_account_name(name: str) -> None:
+    with pytest.raises(PolicyError, match="shell_account"):
+        parse_policy(f"shell_account = {name!r}")
+
+
+def test_shell_account_root_is_allowed_with_a_note() -> None:
+    policy = parse_policy('shell_account = "root"')
+    assert policy.shell_account == "root"
+    assert any("full control" in note for note in policy.notes)
 
 
 def test_unattended_only_for_the_installed_service() -> None:

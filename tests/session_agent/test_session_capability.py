@@ -373,3 +373,63 @@ async def test_priority_sender_puts_control_before_screen() -> None:
     await wait_for(lambda: len(written) == 7, what="all written")
     task.cancel()
     assert written[:2] == [Channel.CONTROL, Channel.INPUT]
+
+
+async def test_priority_sender_lets_screen_and_file_chunks_take_turns() -> None:
+    # A busy screen must not starve a download, nor a download the screen; shell output goes before both.
+    written: list[int] = []
+
+    class Sealer:
+        def seal(self, channel: int, record_type: RecordType, payload: bytes) -> bytes:
+            return bytes([channel])
+
+    async def write(data: bytes) -> None:
+        written.append(decode_frame(data).channel)
+
+    sender = PrioritySender(Sealer(), write)  # type: ignore[arg-type]
+    for _ in range(4):
+        await sender.send_screen(Channel.SCREEN, b"s")
+        sender.send_nowait(Channel.FILES, RecordType.DATA, b"f", Priority.BULK)
+    sender.send_nowait(Channel.SHELL, RecordType.DATA, b"$", Priority.INPUT)
+    task = asyncio.create_task(sender.run())
+    await wait_for(lambda: len(written) == 9, what="all written")
+    task.cancel()
+    assert written[0] == Channel.SHELL
+    assert written[1:] == [Channel.SCREEN, Channel.FILES] * 4
+
+
+async def test_send_waiting_waits_for_room_and_fails_once_the_sender_closes() -> None:
+    written: list[int] = []
+    gate = asyncio.Event()
+
+    class Sealer:
+        def seal(self, channel: int, record_type: RecordType, payload: bytes) -> bytes:
+            return bytes([channel])
+
+    async def write(data: bytes) -> None:
+        await gate.wait()
+        written.append(decode_frame(data).channel)
+
+    from steun_agent.session.sender import QUEUE_LIMITS, SendQueueFull
+
+    sender = PrioritySender(Sealer(), write)  # type: ignore[arg-type]
+    task = asyncio.create_task(sender.run())
+    limit = QUEUE_LIMITS[Priority.BULK]
+    senders = [
+        asyncio.create_task(sender.send_waiting(Channel.FILES, b"f", Priority.BULK)) for _ in range(limit + 3)
+    ]
+    await asyncio.sleep(0.05)
+    # one record is in the writer, `limit` queued, the rest wait for room: nothing raised, nothing dropped
+    assert not any(t.done() for t in senders)
+    gate.set()
+    async with asyncio.timeout(scaled(5)):
+        await asyncio.gather(*senders)
+    assert len(written) == limit + 3
+    gate.clear()
+    blocked = [asyncio.create_task(sender.send_waiting(Channel.FILES, b"f", Priority.BULK)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    sender.close()
+    results = await asyncio.gather(*blocked, return_exceptions=True)
+    assert all(isinstance(r, SendQueueFull) for r in results), results
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -8,12 +8,17 @@ Windows)::
     unattended = ["view"]           # granted without a prompt, only to an installed service agent
     prompt_timeout = 30             # seconds; at most 60, so it can only shorten the default
     language = "nl"                 # en, nl or fr
+    shell_account = "helpdesk"      # service agent only: shell and files act as this account
 
 On POSIX the file is honoured only when it, and every directory above it, belongs to root and is not writable
 by group or others (a directory with the sticky bit, like /tmp, may be). Anything else, a symbolic link, a
 file that does not parse, an unknown key or capability name: :class:`PolicyError`, and the agent refuses to
 start sessions until an admin fixes it. A missing file (below directories that are the admin's) means the
 built-in defaults: prompt for everything, no unattended access.
+
+An installed service agent runs as root, and root is not whom a technician's shell or file browser should be:
+``shell_account`` names the local account that ``shell`` and ``files`` act as in service mode. Without it a
+service agent forbids both (a quick-support agent acts as the user who started it, and needs no setting).
 See docs/design/0060-consent-and-local-policy.md.
 
 Nothing here reads the network: the server cannot send, change or override a policy. :func:`decide` takes
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import stat
 import sys
 import tomllib
@@ -52,7 +58,11 @@ LANGUAGES = ("en", "nl", "fr")
 #: Who may own the policy file and the directories above it. Only the machine's admin.
 ROOT_ONLY: frozenset[int] = frozenset({0})
 
-_KEYS = {"forbid", "always_prompt", "unattended", "prompt_timeout", "language"}
+_KEYS = {"forbid", "always_prompt", "unattended", "prompt_timeout", "language", "shell_account"}
+#: Capabilities that act as a local account: in service mode they need ``shell_account``.
+ACCOUNT_CAPABILITIES: frozenset[Capability] = frozenset({Capability.SHELL, Capability.FILES})
+#: A POSIX portable user name (what useradd accepts by default), or a Windows account name without a domain.
+_ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 
 
 class PolicyError(AgentError):
@@ -87,6 +97,8 @@ class Policy:
     unattended: frozenset[Capability] = frozenset()
     prompt_timeout: float = MAX_PROMPT_TIMEOUT
     language: str | None = None
+    #: Service mode: the local account ``shell`` and ``files`` act as (None: both forbidden in service mode).
+    shell_account: str | None = None
     #: Where the rules came from; None for the built-in defaults.
     source: Path | None = None
     #: Things worth telling the admin (a timeout that was shortened to the maximum, ...).
@@ -97,6 +109,8 @@ class Policy:
             raise ValueError(f"prompt_timeout must be within [{MIN_PROMPT_TIMEOUT}, {MAX_PROMPT_TIMEOUT}]")
         if self.language is not None and self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        if self.shell_account is not None and not _ACCOUNT_NAME.fullmatch(self.shell_account):
+            raise ValueError(f"shell_account {self.shell_account!r} is not an account name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,8 @@ def decide(requested: Iterable[Capability], policy: Policy, mode: Mode) -> Decis
     """Sort the capabilities asked for into forbidden / prompt / unattended. Pure; forbid wins over all."""
     asked = frozenset(Capability(c) for c in requested)
     forbidden = asked & policy.forbid
+    if mode is Mode.SERVICE and policy.shell_account is None:
+        forbidden |= asked & ACCOUNT_CAPABILITIES  # as whom? not as root
     rest = asked - forbidden
     if mode is Mode.SERVICE and not policy.always_prompt:
         unattended = rest & policy.unattended
@@ -163,6 +179,13 @@ def parse_policy(text: str, *, source: Path | None = None) -> Policy:
     language = raw.get("language")
     if language is not None and language not in LANGUAGES:
         raise PolicyError(where, f"has language {language!r}; use one of {', '.join(LANGUAGES)}")
+    shell_account = raw.get("shell_account")
+    if shell_account is not None and (
+        not isinstance(shell_account, str) or not _ACCOUNT_NAME.fullmatch(shell_account)
+    ):
+        raise PolicyError(where, f"has shell_account {shell_account!r} that is not an account name")
+    if shell_account in ("root", "Administrator", "SYSTEM"):
+        notes.append(f"shell_account {shell_account} gives technicians full control of this machine")
     if unattended & forbid:
         notes.append(
             "capabilities both forbidden and unattended are forbidden: "
@@ -174,6 +197,7 @@ def parse_policy(text: str, *, source: Path | None = None) -> Policy:
         unattended=unattended,
         prompt_timeout=timeout,
         language=language,
+        shell_account=shell_account,
         source=source,
         notes=tuple(notes),
     )

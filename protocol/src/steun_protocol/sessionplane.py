@@ -152,6 +152,15 @@ class SessionEvent(Request, tag="session/event", frozen=True):
         "session.start",
         "session.stop",
         "session.refused",
+        "shell.start",
+        "shell.end",
+        "shell.failed",
+        "files.download",
+        "files.upload",
+        "files.mkdir",
+        "files.remove",
+        "files.rename",
+        "files.failed",
     ]
     capabilities: Annotated[list[Capability], msgspec.Meta(max_length=16)] = []
     detail: LongText = ""

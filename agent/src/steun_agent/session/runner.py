@@ -2,10 +2,11 @@
 
 The order never changes: the offer was verified by ``AgentHandshake.receive_offer`` (org key pin, expiry,
 device) before this runs; then the relay websocket (same SPKI pin as the control connection, no Origin),
-Accept → Reveal → Confirm (keys and SAS), then the user's consent, and only then screen and input. Every
-incoming record is opened (any ``SessionError`` ends the session with that code) and checked against
-``broker.grants.allows`` for its channel's capability before anything acts on it. See
-docs/design/0100-agent-session-runtime.md.
+Accept → Reveal → Confirm (keys and SAS), then the user's consent, and only then screen, input, shell, files
+and chat. Every incoming record is opened (any ``SessionError`` ends the session with that code) and checked
+against ``broker.grants.allows`` for its channel's capability before anything acts on it. The shell, files
+and chat services are made when their capability is first granted and closed (shells killed, transfers
+ended) when the session stops. See docs/design/0100-agent-session-runtime.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 import urllib.parse
@@ -48,6 +50,7 @@ from steun_protocol.sessionplane import (
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from ..chat import ChatService
 from ..consent import (
     AuditEvent,
     ConsentBroker,
@@ -58,8 +61,10 @@ from ..consent import (
     ordered,
 )
 from ..errors import ConnectionLost, PinMismatch
+from ..files import FilesEvent, FilesService, HashCache
 from ..locallog import LocalLog
 from ..policy import Mode, Policy
+from ..shell import Account, AccountError, ShellEvent, ShellService
 from ..tls import PinMismatchSSLError, peer_spki, pinned_context
 from ..ui.base import IndicatorInfo, SessionIndicator, StopCallback
 from .sender import Priority, PrioritySender, SendQueueFull
@@ -71,14 +76,31 @@ MAX_RELAY_MESSAGE = 1024 * 1024 + 8
 MAX_HANDSHAKE_JSON = 8 * 1024
 #: Stop closes every channel within this bound (the promise made to the user).
 STOP_BOUND = 1.0
+#: Audit events of shells and transfers waiting for the control connection; more are dropped and counted.
+MAX_PENDING_AUDIT = 256
+#: How long the end of a session waits for those events to reach the server before its own stop event.
+AUDIT_DRAIN_TIMEOUT = 5.0
 
 
 class SessionUI(Prompter, Protocol):
-    """What the runner needs of the agent's UI (``steun_agent.ui.AgentUI`` is one)."""
+    """What the runner needs of the agent's UI (``steun_agent.ui.AgentUI`` is one). A UI that also has
+    ``async show_chat(chat, technician) -> window`` (with ``async close()``) gets the chat window."""
 
     async def show_indicator(
         self, info: IndicatorInfo, *, on_stop: StopCallback, revoke: StopCallback | None = None
     ) -> SessionIndicator: ...
+
+
+class FilesLike(Protocol):
+    """``FilesService`` in this process, or a proxy to one running as another account."""
+
+    def feed(self, payload: bytes) -> None: ...
+
+    async def close_all(self) -> None: ...
+
+
+class ClosableWindow(Protocol):
+    async def close(self) -> None: ...
 
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -123,6 +145,19 @@ class SessionSettings:
     handshake_timeout: float = 120.0
     open_timeout: float = 15.0
     ping_interval: float = 20.0
+    #: Where ``files`` is rooted; None: the home directory of the account files act as.
+    files_root: str | None = None
+    #: Whole-file hashes, kept across the agent's sessions so a resumed download announces its hash at once.
+    hash_cache: HashCache = field(default_factory=HashCache)
+
+    def account(self) -> Account:
+        """The account shell and files act as: the agent's own (quick support, a user's agent), or in
+        service mode the one the local policy names (``decide`` forbids both when it names none)."""
+        if self.mode is Mode.SERVICE:
+            if self.policy.shell_account is None:
+                raise AccountError("the local policy names no shell_account for this service agent")
+            return Account.named(self.policy.shell_account)
+        return Account.current()
 
 
 @dataclass(slots=True)
@@ -135,6 +170,11 @@ class SessionOutcome:
     granted: frozenset[Capability] = frozenset()
     refused_records: int = 0
     events: list[str] = field(default_factory=list)
+
+
+def json_detail(data: dict[str, Any]) -> str:
+    """An audit event's detail: compact JSON within the wire's 4 KiB."""
+    return msgspec.json.encode(data).decode()[:4096]
 
 
 def relay_url(server_url: str, relay_path: str, ticket: str) -> str:
@@ -214,6 +254,15 @@ class SessionRunner:
         self._end: asyncio.Future[_Ended] | None = None
         self._ask_task: asyncio.Task[None] | None = None
         self.established = asyncio.Event()
+        self.shell: ShellService | None = None
+        self.files: FilesLike | None = None
+        self.chat: ChatService | None = None
+        self._chat_window: ClosableWindow | None = None
+        self._pending_audit: asyncio.Queue[tuple[str, list[Capability], str]] = asyncio.Queue(
+            MAX_PENDING_AUDIT
+        )
+        self._audit_task: asyncio.Task[None] | None = None
+        self.dropped_audit = 0
 
     # ------------------------------------------------------------------ public
 
@@ -274,6 +323,7 @@ class SessionRunner:
             consent.cancel()
             return self._end.result()
         result = consent.result()
+        self._start_services()  # before the console hears: its first shell record may follow at once
         self._send_granted(result)  # the console hears first; the audit may take a round trip
         await self._forward(result.events)
         if not result.ok:
@@ -361,6 +411,16 @@ class SessionRunner:
         if record.type is not RecordType.DATA:
             self._refuse(record.channel, "invalid")
             return
+        if channel in (Channel.SHELL, Channel.FILES, Channel.CHAT):
+            service = {Channel.SHELL: self.shell, Channel.FILES: self.files, Channel.CHAT: self.chat}[channel]
+            if service is None:  # granted, but it could not be made (no account, ...)
+                self._refuse(record.channel, "unavailable")
+                return
+            try:
+                service.feed(record.payload)
+            except ProtocolError:
+                self._refuse(record.channel, "invalid")
+            return
         try:
             message = decode_from_console(record.payload)
         except ProtocolError:
@@ -422,6 +482,7 @@ class SessionRunner:
                 "session.refused", self.session_id, capabilities, f"offer_invalid: {exc}"[:4096]
             )
             return
+        self._start_services()
         self._send_granted(result)
         if self._indicator is not None:
             self._indicator.update(ordered(broker.grants.granted))
@@ -490,6 +551,108 @@ class SessionRunner:
         elif self._dispatcher is not None:
             self._dispatcher.control, self._dispatcher.clipboard = control, clip
 
+    def _start_services(self) -> None:
+        """Shell, files and chat on their first grant. A revoked capability's records are refused from then
+        on (the grant check comes first); its service lives until the session ends."""
+        broker = self.broker
+        assert broker is not None
+        grants, s = broker.grants, self.settings
+        if grants.allows(Capability.SHELL) and self.shell is None:
+            self.shell = ShellService(
+                self._sender_for(Channel.SHELL, Priority.INPUT), s.account, on_event=self._shell_event
+            )
+        if grants.allows(Capability.FILES) and self.files is None:
+            try:
+                self.files = self._make_files()
+            except (AccountError, OSError, ValueError) as exc:
+                log.warning("files unavailable in session %s: %s", self.session_id, exc)
+                self._audit_later("files.failed", [Capability.FILES], json_detail({"reason": str(exc)}))
+        if grants.allows(Capability.CHAT) and self.chat is None:
+            language = getattr(s.ui, "language", None)
+            self.chat = ChatService(
+                self._sender_for(Channel.CHAT, Priority.INPUT),
+                language=language if language in ("en", "nl", "fr") else "en",
+            )
+            show_chat = getattr(s.ui, "show_chat", None)
+            if show_chat is not None:
+                self._spawn(self._show_chat(show_chat, self.chat), "chat-window")
+
+    def _make_files(self) -> FilesLike:
+        s = self.settings
+        account = s.account()
+        root = s.files_root or account.home
+        send = self._sender_for(Channel.FILES, Priority.BULK)
+        if s.mode is Mode.SERVICE and account.uid != os.geteuid():
+            from ..files import files_service_for  # a worker process as that account
+
+            return files_service_for(account, send, root, on_event=self._files_event, hash_cache=s.hash_cache)
+        return FilesService(send, root, hash_cache=s.hash_cache, on_event=self._files_event)
+
+    async def _show_chat(
+        self, show_chat: Callable[..., Awaitable[ClosableWindow]], chat: ChatService
+    ) -> None:
+        broker = self.broker
+        technician = broker.subject.technician if broker is not None else ""
+        self._chat_window = await show_chat(chat, technician)
+
+    def _sender_for(self, channel: Channel, priority: Priority) -> Send:
+        """One service's send: a DATA record on its channel, returning once written (the backpressure)."""
+
+        async def send(payload: bytes) -> None:
+            sender = self._sender
+            assert sender is not None
+            await sender.send_waiting(channel, payload, priority)
+
+        return send
+
+    def _shell_event(self, event: ShellEvent) -> None:
+        detail = {
+            "shell": event.shell,
+            "account": event.account,
+            "command": event.command[:1024],
+            "pid": event.pid,
+            "status": event.status,
+            "signal": event.signal,
+            "reason": event.reason,
+        }
+        self._audit_later(event.name, [Capability.SHELL], json_detail(detail))
+
+    def _files_event(self, event: FilesEvent) -> None:
+        detail = {
+            "path": event.path[:1024],
+            "size": event.size,
+            "transferred": event.transferred,
+            "result": event.result,
+            "sha256": event.sha256,
+        }
+        for extra in ("target",):  # rename's second path, where the event has one
+            value = getattr(event, extra, None)
+            if isinstance(value, str) and value:
+                detail[extra] = value[:1024]
+        self._audit_later(event.name, [Capability.FILES], json_detail(detail))
+
+    def _audit_later(self, event: str, capabilities: list[Capability], detail: str) -> None:
+        """Queue an audit event for the server, in order; never blocks the service that reports it."""
+        self.outcome.events.append(event)
+        try:
+            self._pending_audit.put_nowait((event, capabilities, detail))
+        except asyncio.QueueFull:
+            self.dropped_audit += 1
+            log.warning("audit queue full in session %s: %s dropped", self.session_id, event)
+            return
+        if self._audit_task is None:
+            self._audit_task = asyncio.create_task(self._drain_audit(), name="steun-session-audit")
+
+    async def _drain_audit(self) -> None:
+        while True:
+            event, capabilities, detail = await self._pending_audit.get()
+            try:
+                await self._audit(event, self.session_id, capabilities, detail)
+            except Exception:
+                log.exception("audit %s failed", event)
+            finally:
+                self._pending_audit.task_done()
+
     def _origin(self) -> tuple[int, int]:
         monitor = self._streamer.monitor if self._streamer is not None else None
         return (monitor.x, monitor.y) if monitor is not None else (0, 0)
@@ -521,6 +684,9 @@ class SessionRunner:
         for task in (self._streamer_task, self._dispatcher_task, self._ask_task):
             if task is not None:
                 task.cancel()
+        # shells get SIGKILL, transfers end, chat closes: at once, whatever the relay does next
+        services = [svc.close_all() for svc in (self.shell, self.files, self.chat) if svc is not None]
+        closing = asyncio.ensure_future(asyncio.gather(*services, return_exceptions=True))
         sender, ws = self._sender, self._ws
         if sender is not None and not sender.closed and ws is not None:
             with contextlib.suppress(Exception):
@@ -542,10 +708,22 @@ class SessionRunner:
                     await ws.close(1000, ended.reason[:100])
             if ws.state is not websockets.State.CLOSED:
                 ws.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(closing)
+        if not closing.done():
+            log.warning("session %s: channels still closing after %.1f s", self.session_id, STOP_BOUND)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await closing  # close_all is bounded by each service (SIGKILL, task cancellation)
+        if self._audit_task is not None:  # shell.end and transfers before session.stop
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(AUDIT_DRAIN_TIMEOUT):
+                    await self._pending_audit.join()
+            self._audit_task.cancel()
+            await asyncio.gather(self._audit_task, return_exceptions=True)
         if broker is not None:
             by = ended.by if ended.by in ("user", "technician", "error", "agent", "server") else "agent"
             await self._forward(await broker.stop(by=by, detail=f"{ended.reason}: {ended.detail}"[:256]))
@@ -557,6 +735,7 @@ class SessionRunner:
         if self._indicator is not None:
             with contextlib.suppress(Exception):
                 await self._indicator.close()
+        # the chat window stays open, read-only (it heard `closed`), until the user closes it
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(self._guard(coro, what), name=f"steun-session-{what}")
