@@ -280,12 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit = verbs.add_parser("audit", help="the audit log").add_subparsers(dest="audit_verb", required=True)
     verify = audit.add_parser("verify", parents=[common], help="check the hash chain and the signed heads")
     verify.set_defaults(run=cmd_audit_verify)
+
+    from .techcli import cli as techcli  # login, logout, connect, ssh, files: the technician's side
+
+    techcli.register(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "tech", None) is not None or getattr(args, "tech_sync", None) is not None:
+        from .techcli import cli as techcli
+
+        logging.basicConfig(level=logging.WARNING, format="steun: %(message)s")
+        return techcli.run(args)
     try:
         code: int = args.run(args)
     except ApiError as exc:
