@@ -13,6 +13,7 @@ from ..web import CONFIG, KEYS, RouteSpec, json_response
 from .commands import COMMANDS
 from .relay import RELAY_PATH
 from .service import SESSIONS, setup
+from .transcripts import ROUTES as TRANSCRIPT_ROUTES
 
 #: The support-config format ``steun-agent support --config`` reads (docs/design/0100).
 SUPPORT_CONFIG_VERSION = 1
@@ -85,6 +86,7 @@ ROUTES = [
         ),
         tags=("sessions",),
     ),
+    *TRANSCRIPT_ROUTES,
 ]
 
 __all__ = ["COMMANDS", "ROUTES", "SupportAgentConfig", "setup"]

@@ -244,6 +244,23 @@ diag_group_policy = sa.Table(
     sa.Column("updated_by", sa.String(128), nullable=True),
 )
 
+session_transcripts = sa.Table(
+    "session_transcripts",
+    metadata,
+    # one transcript per session, attached once by its technician's console when the session ended
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("device_id", sa.String(64), nullable=False, index=True),
+    sa.Column("technician_id", sa.Integer, nullable=False),
+    sa.Column("technician", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Column("dropped", sa.Integer, nullable=False, server_default="0"),
+    # SHA-256 of ``body``; the audit chain's session.transcript event holds the same digest
+    sa.Column("sha256", sa.String(64), nullable=False),
+    # {"dropped": n, "messages": [{id, from, time, text, phrase}]} as JSON
+    sa.Column("body", sa.Text, nullable=False),
+)
+
 __all__ = [
     "DEFAULT_GROUP",
     "audit_heads",
@@ -258,6 +275,7 @@ __all__ = [
     "inventories",
     "metadata",
     "recovery_codes",
+    "session_transcripts",
     "users",
     "web_sessions",
 ]
