@@ -1,4 +1,4 @@
-"""The agent's local UI: support-code entry, consent prompt, session indicator; Tk or a terminal.
+"""The agent's local UI: support-code entry, consent prompt, session indicator, chat; Tk or a terminal.
 
 The session runtime uses :func:`open_ui` and the :class:`~steun_agent.ui.base.AgentUI` it returns (which is
 also the :class:`steun_agent.consent.Prompter` a ``ConsentBroker`` asks). See docs/agent-ui.md.
@@ -9,7 +9,15 @@ from __future__ import annotations
 import logging
 from typing import IO
 
-from .base import AgentUI, IndicatorInfo, SessionIndicator, UIUnavailable, display_text, group_digits
+from .base import (
+    AgentUI,
+    ChatWindow,
+    IndicatorInfo,
+    SessionIndicator,
+    UIUnavailable,
+    display_text,
+    group_digits,
+)
 from .i18n import LANGUAGES, Texts, pick_language
 from .terminal import TerminalUI
 
@@ -18,6 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "LANGUAGES",
     "AgentUI",
+    "ChatWindow",
     "IndicatorInfo",
     "SessionIndicator",
     "TerminalUI",

@@ -1,6 +1,7 @@
 """Preview the agent's windows without a server: ``python -m steun_agent.ui consent --lang nl``.
 
-For translators, designers and anyone checking how a prompt reads. Nothing is granted to anyone.
+Also ``code``, ``indicator`` and ``chat`` (the indicator with a chat that sends nowhere). For translators,
+designers and anyone checking how a prompt reads. Nothing is granted to anyone.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from steun_protocol.chat import Message, Phrase, Sender, encode
 from steun_protocol.session import Capability
 
+from ..chat import ChatService
 from ..consent import ConsentPrompt, Technician, ordered
 from . import open_ui
 from .base import IndicatorInfo
@@ -40,19 +43,30 @@ async def _preview(args: argparse.Namespace) -> int:
             stop = asyncio.Event()
             info = IndicatorInfo("Helpdesk Gemeente Voorbeeld", technician, capabilities, time.monotonic())
             indicator = await ui.show_indicator(info, on_stop=stop.set)
+            chat_window = None
+            if args.window == "chat":
+                chat = ChatService(_nowhere, language=ui.language)
+                chat.feed(encode(Message(1, Sender.TECHNICIAN, "Hello", time.time(), Phrase.HELLO)))
+                chat_window = await ui.show_chat(chat, technician.name)
             try:
                 await asyncio.wait_for(stop.wait(), args.timeout)
                 print("stopped")
             except TimeoutError:
                 await indicator.close()
+            if chat_window is not None:
+                await chat_window.close()
     finally:
         await ui.close()
     return 0
 
 
+async def _nowhere(_record: bytes) -> None:
+    """The preview's chat goes nowhere."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m steun_agent.ui", description=__doc__)
-    parser.add_argument("window", choices=["code", "consent", "indicator"])
+    parser.add_argument("window", choices=["code", "consent", "indicator", "chat"])
     parser.add_argument("--lang", default=None, help="en, nl or fr (default: the locale)")
     parser.add_argument("--terminal", action="store_true", help="the text fallback instead of Tk")
     parser.add_argument("--timeout", type=float, default=60.0)

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from steun_protocol.session import Capability
 
@@ -14,13 +14,22 @@ from ..consent import Answer, ConsentPrompt, Technician
 from ..errors import AgentError
 from .i18n import Texts
 
+if TYPE_CHECKING:
+    from ..chat import ChatService
+
 SUPPORT_CODE_DIGITS = 9
 #: Display limits: a name signed by the org is still no reason to let it fill the screen.
 NAME_LIMIT = 80
 REASON_LIMIT = 200
+#: Longest chat message shown (characters); the wire already caps it at 4 KiB of UTF-8.
+CHAT_TEXT_LIMIT = 4096
 
 # Bidirectional overrides and isolates can make "Jan" read as another name; zero-width characters hide things.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+# Control, format and lone surrogate code points; unassigned ones stay (a newer emoji than this Python knows).
+_HIDDEN = frozenset({"Cc", "Cf", "Cs"})
 
 
 class UIUnavailable(AgentError):
@@ -35,6 +44,17 @@ def display_text(text: str, limit: int = NAME_LIMIT) -> str:
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 1].rstrip() + "…"
     return cleaned or "?"
+
+
+def chat_text(text: str, limit: int = CHAT_TEXT_LIMIT) -> str:
+    """A chat message made safe to show as plain text: line breaks and tabs stay, control characters
+    (terminal escapes), bidi overrides and zero-width characters go, bounded. Empty if nothing is left."""
+    cleaned = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    cleaned = "".join(ch for ch in cleaned if ch in "\n\t" or unicodedata.category(ch) not in _HIDDEN)
+    cleaned = cleaned.strip()
+    if len(cleaned) > limit:
+        cleaned = cleaned[: limit - 1].rstrip() + "…"
+    return cleaned
 
 
 def group_digits(digits: str, size: int = 3) -> str:
@@ -83,6 +103,16 @@ class SessionIndicator(Protocol):
 StopCallback = Callable[[], None]
 
 
+class ChatWindow(Protocol):
+    """The chat window of one session. Returned by :meth:`AgentUI.show_chat`."""
+
+    async def close(self) -> None:
+        """Take the window away for good (the session ended); idempotent."""
+
+    def raise_(self) -> None:
+        """Show the window again and bring it to the front (it may have been hidden by the user)."""
+
+
 class AgentUI(Protocol):
     """The support-code entry, the consent prompt (a ``consent.Prompter``) and the session indicator."""
 
@@ -100,6 +130,11 @@ class AgentUI(Protocol):
     ) -> SessionIndicator:
         """Show the indicator. On Stop, ``revoke`` runs at once in the UI's own thread (pass
         ``broker.revoke``: it is thread-safe), then ``on_stop`` runs on the event loop."""
+
+    async def show_chat(self, chat: ChatService, technician: str) -> ChatWindow:
+        """Open the chat of a session in which ``chat`` was granted: the history so far, live messages,
+        the user's canned phrases and a text entry. ``technician`` is the name to show (it is sanitised).
+        The user can hide the window but not end the session with it; ``close()`` when the session ends."""
 
     async def notify(self, message: str) -> None:
         """A short message for the user (e.g. that a policy problem refuses sessions)."""

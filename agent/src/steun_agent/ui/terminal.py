@@ -3,6 +3,9 @@
 One daemon thread reads input lines and hands them to the event loop, so a question can time out without a
 blocked read left behind, and the loop never waits on the terminal. Lines typed *before* a question are
 thrown away when it is asked: a "y" meant for something else must never answer a consent prompt.
+
+While a session runs, lines that answer no question go to the indicator ("stop") and to the chat
+("/say text", "/1" … for a canned phrase); the technician's chat messages are printed as they arrive.
 """
 
 from __future__ import annotations
@@ -10,24 +13,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import IO
 
+from steun_protocol.chat import Phrase, Sender
 from steun_protocol.session import Capability
 
+from ..chat.service import ChatEvent, ChatLine, ChatService
 from ..consent import Answer, ConsentPrompt
 from .base import (
     NAME_LIMIT,
     REASON_LIMIT,
     IndicatorInfo,
     StopCallback,
+    chat_text,
     display_text,
     group_digits,
     parse_support_code,
 )
 from .i18n import Texts
+
+log = logging.getLogger(__name__)
 
 STOP_WORDS = frozenset({"stop", "s", "stoppen", "arrêter", "arreter", "quit", "q"})
 MAX_LINE = 1024
@@ -35,7 +45,7 @@ MAX_LINE = 1024
 
 class _LineReader:
     """Reads lines in a thread and delivers each on the loop: to the question waiting for it if there is
-    one, else to the idle handler (the indicator's "stop"), else to a small buffer."""
+    one, else to the idle handlers (the indicator's "stop", the chat's "/say"), else to a small buffer."""
 
     def __init__(self, stream: IO[str], loop: asyncio.AbstractEventLoop) -> None:
         self._stream = stream
@@ -43,7 +53,7 @@ class _LineReader:
         self._waiter: asyncio.Future[str | None] | None = None
         self._buffer: collections.deque[str] = collections.deque(maxlen=16)
         self.eof = False
-        self.idle_handler: Callable[[str], None] | None = None
+        self.idle_handlers: list[Callable[[str], None]] = []
         self._thread = threading.Thread(target=self._run, name="steun-terminal-input", daemon=True)
         self._thread.start()
 
@@ -68,8 +78,9 @@ class _LineReader:
         if waiter is not None and not waiter.done():
             waiter.set_result(line)
             self._waiter = None
-        elif self.idle_handler is not None:
-            self.idle_handler(line)
+        elif self.idle_handlers:
+            for handler in list(self.idle_handlers):
+                handler(line)
         else:
             self._buffer.append(line)
 
@@ -199,6 +210,11 @@ class TerminalUI:
         indicator.start(self._lines())
         return indicator
 
+    async def show_chat(self, chat: ChatService, technician: str) -> TerminalChat:
+        window = TerminalChat(self, chat, display_text(technician, NAME_LIMIT))
+        window.start(self._lines())
+        return window
+
     async def notify(self, message: str) -> None:
         self._say(message)
 
@@ -218,7 +234,7 @@ class TerminalIndicator:
 
     def start(self, reader: _LineReader) -> None:
         reader.discard_typed_ahead()
-        reader.idle_handler = self._line
+        reader.idle_handlers.append(self._line)
         self._reader = reader
 
     def _line(self, line: str) -> None:
@@ -232,8 +248,8 @@ class TerminalIndicator:
         self._on_stop()
 
     def _detach(self) -> None:
-        if self._reader is not None and self._reader.idle_handler == self._line:
-            self._reader.idle_handler = None
+        if self._reader is not None and self._line in self._reader.idle_handlers:
+            self._reader.idle_handlers.remove(self._line)
         self._reader = None
 
     @property
@@ -248,3 +264,87 @@ class TerminalIndicator:
 
     async def close(self) -> None:
         self._detach()
+
+
+class TerminalChat:
+    """The chat on a terminal: the technician's messages printed as they arrive, ``/say text`` to answer,
+    ``/1``, ``/2`` … for the canned phrases listed when the chat opens. Implements ``base.ChatWindow``."""
+
+    def __init__(self, ui: TerminalUI, chat: ChatService, technician: str) -> None:
+        self._ui = ui
+        self._chat = chat
+        self._technician = technician
+        self._phrases: list[Phrase] = list(chat.phrases())
+        self._unsubscribe: Callable[[], None] | None = None
+        self._reader: _LineReader | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def start(self, reader: _LineReader) -> None:
+        for line in self._chat.lines():
+            self._print(line)
+        self._help()
+        self._unsubscribe = self._chat.subscribe(self._event)
+        reader.idle_handlers.append(self._line)
+        self._reader = reader
+
+    def _help(self) -> None:
+        t = self._ui.texts
+        phrases = self._chat.phrases()
+        listed = ", ".join(f"/{n} {phrases[p]}" for n, p in enumerate(self._phrases, start=1))
+        self._ui._say(t("chat.terminal_help", technician=self._technician, phrases=listed))
+
+    def _print(self, line: ChatLine) -> None:
+        who = self._technician if line.sender is Sender.TECHNICIAN else self._ui.texts("chat.you")
+        when = time.strftime("%H:%M", time.localtime(line.received))
+        body = (chat_text(line.shown or line.text) or "…").replace("\n", "\n    ")
+        self._ui._say(f"[{when}] {who}: {body}")
+
+    def _event(self, event: ChatEvent) -> None:  # event loop
+        if event.kind == "message" and event.line is not None:
+            self._print(event.line)
+            if event.line.sender is Sender.TECHNICIAN:
+                self._spawn(self._chat.mark_read())  # printed on the user's terminal: shown
+        elif event.kind == "closed":
+            self._ui._say(self._ui.texts("chat.closed"))
+            self._end()
+
+    def _line(self, line: str) -> None:
+        if self.closed or not line.startswith("/"):
+            return
+        command, _, rest = line[1:].partition(" ")
+        if command.lower() == "say" and rest.strip():
+            self._spawn(self._chat.say(rest))
+        elif command.isdecimal() and 1 <= int(command) <= len(self._phrases) and not rest.strip():
+            self._spawn(self._chat.say_phrase(self._phrases[int(command) - 1]))
+        elif command.lower() not in ("stop", ""):
+            self._help()
+
+    def _spawn(self, action: Awaitable[object]) -> None:
+        async def run() -> None:
+            try:
+                await action
+            except Exception:
+                log.exception("chat: sending failed")
+                self._ui._say(self._ui.texts("chat.not_sent"))
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _end(self) -> None:
+        self.closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._reader is not None and self._line in self._reader.idle_handlers:
+            self._reader.idle_handlers.remove(self._line)
+        self._reader = None
+
+    def raise_(self) -> None:
+        """A terminal has no front: show how to answer again."""
+        if not self.closed:
+            self._help()
+
+    async def close(self) -> None:
+        self._end()

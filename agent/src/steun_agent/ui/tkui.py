@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import tkinter as tk
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from steun_protocol.chat import Phrase
 from steun_protocol.session import Capability
 
+from ..chat.service import ChatEvent, ChatLine, ChatService
 from ..consent import Answer, ConsentPrompt
-from .base import IndicatorInfo, StopCallback, UIUnavailable
+from .base import NAME_LIMIT, IndicatorInfo, StopCallback, UIUnavailable, display_text
 from .i18n import Texts
 from .tkbridge import TkThread, call_soon_threadsafe, display_available
+from .tkchat import ChatWindowTk
 from .tkwindows import ConsentWindow, IndicatorWindow, NoticeWindow, SupportCodeWindow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_chat_ids = itertools.count(1)
 
 
 def _set(future: asyncio.Future[Any], value: object) -> None:
@@ -119,10 +127,61 @@ class TkUI:
             call_soon_threadsafe(loop, indicator._stopped_by_user, on_stop)
 
         def open_window(root: tk.Tk) -> None:
-            self._replace(IndicatorWindow.NAME, IndicatorWindow(root, info, self.texts, stopped))
+            window = IndicatorWindow(root, info, self.texts, stopped)
+            self._replace(IndicatorWindow.NAME, window)
+            chat = self.tk.registry.get(ChatWindowTk.NAME)
+            if chat is not None:
+                window.show_chat_button(self._open_chat, chat.unread)
 
         await self.tk.run(open_window)
         return indicator
+
+    # ----------------------------------------------------------------------------------------- chat
+
+    async def show_chat(self, chat: ChatService, technician: str) -> TkChatWindow:
+        handle = TkChatWindow(self, chat, asyncio.get_running_loop())
+        name = display_text(technician, NAME_LIMIT)
+        lines, phrases = chat.lines(), dict(chat.phrases())
+
+        def open_window(root: tk.Tk) -> None:
+            window = ChatWindowTk(
+                root, self.texts, name, lines, phrases, handle, self._chat_unread, owner=handle.ident
+            )
+            self._replace(ChatWindowTk.NAME, window)
+            indicator = self.tk.registry.get(IndicatorWindow.NAME)
+            if indicator is not None:
+                indicator.show_chat_button(self._open_chat, window.unread)
+
+        opened = self.tk.submit(open_window)
+        # Subscribed in the same turn as the history was read and the window queued: no message is lost
+        # between the two or shown twice, and the Tk thread handles every event after the window exists.
+        handle._subscribe()
+        try:
+            await asyncio.wrap_future(opened)
+        except BaseException:
+            await handle.close()
+            raise
+        return handle
+
+    def _chat_unread(self, count: int) -> None:  # Tk thread
+        indicator = self.tk.registry.get(IndicatorWindow.NAME)
+        if indicator is not None:
+            indicator.set_chat_unread(count)
+
+    def _open_chat(self) -> None:  # Tk thread: the indicator's Chat button
+        window = self.tk.registry.get(ChatWindowTk.NAME)
+        if window is not None:
+            window.show()
+
+    def _close_chat(self, owner: int) -> None:  # Tk thread
+        window = self.tk.registry.get(ChatWindowTk.NAME)
+        if window is None or window.owner != owner:
+            return
+        del self.tk.registry[ChatWindowTk.NAME]
+        window.destroy()
+        indicator = self.tk.registry.get(IndicatorWindow.NAME)
+        if indicator is not None:
+            indicator.hide_chat_button()
 
     async def notify(self, message: str) -> None:
         loop = asyncio.get_running_loop()
@@ -200,3 +259,94 @@ class TkIndicator:
 
         with contextlib.suppress(UIUnavailable):
             await self._tk.run(close)
+
+
+class TkChatWindow:
+    """The loop's handle on the chat window (``base.ChatWindow``); it holds no Tk object.
+
+    Chat events arrive on the loop and are handed to the Tk thread in order; what the user does in the
+    window (send, a phrase, typing, having read) comes back through ``call_soon_threadsafe`` and runs as a
+    task on the loop (the ``ChatActions`` methods below are called in the Tk thread).
+    """
+
+    def __init__(self, ui: TkUI, chat: ChatService, loop: asyncio.AbstractEventLoop) -> None:
+        self.ident = next(_chat_ids)
+        self._ui = ui
+        self._tk = ui.tk
+        self._chat = chat
+        self._loop = loop
+        self._unsubscribe: Callable[[], None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def _subscribe(self) -> None:
+        self._unsubscribe = self._chat.subscribe(self._event)
+
+    def _event(self, event: ChatEvent) -> None:  # event loop
+        self._in_window(lambda window: window.on_event(event))
+
+    def _in_window(self, fn: Callable[[ChatWindowTk], None]) -> None:
+        """Run ``fn`` in the Tk thread on this handle's window, if it is still there. From any thread."""
+
+        def run(_root: tk.Tk) -> None:
+            window = self._tk.registry.get(ChatWindowTk.NAME)
+            if window is not None and window.owner == self.ident:
+                fn(window)
+
+        self._tk.submit(run)
+
+    # ----------------------------------------------------------------------------------------- ChatActions
+
+    def say(self, text: str) -> None:
+        self._post(lambda: self._chat.say(text), self._said)
+
+    def say_phrase(self, phrase: Phrase) -> None:
+        self._post(lambda: self._chat.say_phrase(phrase), self._said)
+
+    def typing(self, active: bool) -> None:
+        self._post(lambda: self._chat.set_typing(active))
+
+    def read(self) -> None:
+        self._post(self._chat.mark_read)
+
+    def _post(self, action: Callable[[], Awaitable[T]], then: Callable[[T], None] | None = None) -> None:
+        call_soon_threadsafe(self._loop, self._spawn, action, then)
+
+    def _spawn(self, action: Callable[[], Awaitable[T]], then: Callable[[T], None] | None) -> None:  # loop
+        if self._closed:
+            return
+        task = self._loop.create_task(self._run(action, then))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, action: Callable[[], Awaitable[T]], then: Callable[[T], None] | None) -> None:
+        try:
+            result = await action()
+        except Exception:
+            log.exception("chat: sending failed")
+            if then is not None:
+                notice = self._ui.texts("chat.not_sent")
+                self._in_window(lambda window: window.add_notice(notice))
+            return
+        if then is not None:
+            then(result)
+
+    def _said(self, line: ChatLine | None) -> None:
+        if line is not None:  # None: nothing left to send after cleaning, or the chat has ended
+            self._in_window(lambda window: window.add_line(line))
+
+    # ----------------------------------------------------------------------------------------- ChatWindow
+
+    def raise_(self) -> None:
+        self._in_window(lambda window: window.show())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        owner = self.ident
+        with contextlib.suppress(UIUnavailable):
+            await self._tk.run(lambda _root: self._ui._close_chat(owner))

@@ -1,4 +1,4 @@
-"""The three Tk windows: support code, consent prompt, session indicator. Tk-thread code only.
+"""The Tk windows: support code, consent prompt, session indicator, notice. Tk-thread code only.
 
 Every widget has a stable name, so tests and accessibility tools find it by path (``.consent.accept``), and
 every window has a stable WM class (``SteunConsent``) beside its translated title ("Steun — consent").
@@ -10,8 +10,10 @@ Paths (``.window.widget``):
 - consent ``.consent``: ``heading``, ``who``, ``technician_id``, ``signed``, ``asks``, ``cap_<capability>``,
   ``already``, ``reason``, ``forbidden``, ``sas_label``, ``sas``, ``sas_check``, ``countdown``, ``deny``,
   ``accept``;
-- indicator ``.indicator``: ``connected``, ``capabilities``, ``elapsed``, ``stop``;
-- notice ``.notice``: ``message``, ``ok``.
+- indicator ``.indicator``: ``connected``, ``capabilities``, ``elapsed``, ``chat`` (only while a chat is
+  open), ``stop``;
+- notice ``.notice``: ``message``, ``ok``;
+- the chat window ``.chat`` lives in ``tkchat.py``.
 """
 
 from __future__ import annotations
@@ -314,7 +316,12 @@ class IndicatorWindow:
             padx=14,
             pady=4,
         )
-        self.stop_button.grid(row=0, column=2, rowspan=3, sticky="nse", padx=(12, 0))
+        self.stop_button.grid(row=0, column=3, rowspan=3, sticky="nse", padx=(8, 0))
+        # Reopens the chat window; shown only while the session has a chat (``show_chat_button``).
+        self.chat_button = ttk.Button(top, name="chat", text=t("indicator.chat"))
+        self._chat_open: Callable[[], None] | None = None
+        self._chat_shown = False
+        self.chat_button.configure(command=self._open_chat)
         self.update(info.capabilities)
         # Closing the indicator must not leave a session running out of sight: it is Stop.
         top.protocol("WM_DELETE_WINDOW", self.press_stop)
@@ -327,6 +334,35 @@ class IndicatorWindow:
 
     def update(self, capabilities: tuple[Any, ...]) -> None:
         self.capabilities.configure(text=self._texts("indicator.can", list=self._texts.short(capabilities)))
+
+    def show_chat_button(self, open_chat: Callable[[], None], unread: int = 0) -> None:
+        self._chat_open = open_chat
+        self.set_chat_unread(unread)
+        if not self._chat_shown:
+            self._chat_shown = True
+            self.chat_button.grid(row=0, column=2, rowspan=3, sticky="ns", padx=(12, 0))
+            self._keep_on_screen()
+
+    def hide_chat_button(self) -> None:
+        self._chat_open = None
+        self._chat_shown = False
+        self.chat_button.grid_remove()
+
+    def set_chat_unread(self, count: int) -> None:
+        """ "Chat" or "Chat (2 new)": technician messages the user has not had in front of them yet."""
+        text = self._texts("indicator.chat_unread", count=count) if count else self._texts("indicator.chat")
+        self.chat_button.configure(text=text)
+
+    def _open_chat(self) -> None:
+        if self._chat_open is not None:
+            self._chat_open()
+
+    def _keep_on_screen(self) -> None:
+        top = self.top
+        top.update_idletasks()
+        limit = top.winfo_screenwidth() - top.winfo_reqwidth() - 24
+        if top.winfo_x() > limit:
+            top.geometry(f"+{max(0, limit)}+{top.winfo_y()}")
 
     def _tick(self) -> None:
         if self._stop is None or not self.top.winfo_exists():
