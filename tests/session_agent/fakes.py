@@ -282,6 +282,7 @@ class ScriptedUI:
         self.prompts: list[ConsentPrompt] = []
         self.prompted = asyncio.Event()
         self.indicator: FakeIndicator | None = None
+        self.chats: list[FakeChatWindow] = []
 
     async def ask_consent(self, prompt: ConsentPrompt) -> Answer:
         self.prompts.append(prompt)
@@ -296,6 +297,24 @@ class ScriptedUI:
     ) -> FakeIndicator:
         self.indicator = FakeIndicator(info, on_stop, revoke)
         return self.indicator
+
+    async def show_chat(self, chat: Any, technician: str) -> FakeChatWindow:
+        window = FakeChatWindow(chat, technician)
+        self.chats.append(window)
+        return window
+
+
+class FakeChatWindow:
+    def __init__(self, chat: Any, technician: str) -> None:
+        self.chat = chat
+        self.technician = technician
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def raise_(self) -> None:
+        pass
 
 
 class FakeIndicator:

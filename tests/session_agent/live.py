@@ -126,8 +126,10 @@ async def live_session(
     answers: list[str] | None = None,
     policy: Policy | None = None,
     files_root: str | None = None,
+    mode: Mode = Mode.ATTENDED,
 ) -> AsyncIterator[LiveSession]:
-    """A granted session on a freshly enrolled agent (attended mode: shell and files act as this user)."""
+    """A granted session on a freshly enrolled agent (attended: shell and files act as this user; service:
+    as the policy's ``shell_account``)."""
     state_dir = tmp_path / "agent-state"
     state_dir.mkdir(mode=0o700)
     config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
@@ -143,7 +145,7 @@ async def live_session(
             server_url=state.server_url,
             pin=state.spki_sha256,
             policy=policy or Policy(),
-            mode=Mode.ATTENDED,
+            mode=mode,
             ui=ui,
             handshake_timeout=scaled(15),
             files_root=files_root,

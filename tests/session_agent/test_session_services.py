@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -83,6 +84,10 @@ async def test_shell_files_and_chat_in_one_granted_session(server: RunningServer
         )
         agent_chat = live.runner.chat
         assert agent_chat is not None
+        # the user's window got this session's chat and the technician's name from the signed offer
+        assert [(w.chat, w.technician) for w in live.ui.chats] == [
+            (agent_chat, live.ui.prompts[0].technician.name)
+        ]
         async with asyncio.timeout(scaled(10)):
             while not agent_chat.lines():
                 await asyncio.sleep(0.02)
@@ -174,3 +179,79 @@ async def test_a_malformed_shell_record_is_refused_and_the_session_goes_on(
         await live.send(Channel.SHELL, shell.encode(shell.Open(2, 80, 24, command="echo still-here")))
         out, end = await shell_output(live, 2, b"")
         assert b"still-here" in out and isinstance(end, shell.Exit) and end.status == 0
+
+
+@pytest.fixture
+def helpdesk_account(tmp_path: Path) -> Iterator[str]:
+    """A throwaway local account with a login shell (``nobody`` has none, and the agent refuses that)."""
+    import secrets
+    import subprocess
+
+    name = f"steun-t{secrets.token_hex(3)}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", str(tmp_path), "--shell", "/bin/sh", name], check=True
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="a service agent runs as root; its non-root twin is the attended test"
+)
+async def test_a_service_agent_acts_as_the_policy_account_not_root(
+    server: RunningServer, tmp_path: Path, helpdesk_account: str, request: pytest.FixtureRequest
+) -> None:
+    import pwd
+    import shutil
+    import tempfile
+
+    from steun_agent.policy import Mode, Policy
+
+    account = pwd.getpwnam(helpdesk_account)
+    root = Path(tempfile.mkdtemp(prefix="steun-share-"))  # pytest's own tmp is root's alone (0700)
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    root.chmod(0o755)
+    (root / "open.txt").write_text("for everyone")
+    (root / "root-only.txt").write_text("secret")
+    (root / "root-only.txt").chmod(0o600)
+    policy = Policy(shell_account=helpdesk_account)
+    async with live_session(
+        server,
+        tmp_path,
+        capabilities=["shell", "files"],
+        policy=policy,
+        files_root=str(root),
+        mode=Mode.SERVICE,
+    ) as live:
+        await live.send(Channel.SHELL, shell.encode(shell.Open(1, 80, 24, command="id -u")))
+        opened = shell.decode_from_agent(await live.receive(Channel.SHELL))
+        assert isinstance(opened, shell.Opened), opened
+        out, end = await shell_output(live, 1, b"")
+        assert out.strip().decode() == str(account.pw_uid) and isinstance(end, shell.Exit)
+
+        # files act as that account too (a worker process), not as the root agent
+        await live.send(Channel.FILES, files.encode(files.Download(1, "root-only.txt")))
+        refused = files.decode_from_agent(await live.receive(Channel.FILES))
+        assert isinstance(refused, files.Error) and refused.code == files.FileErrorCode.PERMISSION_DENIED
+        await live.send(Channel.FILES, files.encode(files.Download(2, "open.txt")))
+        meta = files.decode_from_agent(await live.receive(Channel.FILES))
+        assert isinstance(meta, files.DownloadMeta) and meta.size == len("for everyone")
+        await live.stop()
+        await live.wait_ended()
+        shell_start = next(d for n, d in await live.audit_events() if n == "shell.start")
+        assert f'"account":"{helpdesk_account}"' in shell_start["detail"]
+
+
+async def test_a_service_agent_without_shell_account_never_grants_shell(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    from steun_agent.policy import Mode
+
+    async with live_session(server, tmp_path, capabilities=["shell", "chat"], mode=Mode.SERVICE) as live:
+        assert [c.value for c in live.granted.capabilities] == ["chat"]
+        assert [c.value for c in live.granted.denied] == ["shell"]
+        await live.send(Channel.SHELL, shell.encode(shell.Open(1, 80, 24, command="id")))
+        refused = await live.control()
+        assert isinstance(refused, Refused) and refused.reason == "not_granted"

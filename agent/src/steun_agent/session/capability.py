@@ -106,6 +106,11 @@ class SessionCapability:
             self.refusals.append(exc.code)
             await self.audit("session.refused", sid, [], f"{exc.code}: {exc}")
             raise ServerRefused(ErrorCode.FORBIDDEN, f"{exc.code}: {exc}") from None
+        if self.runner is not None and self.runner.chat_window is not None:
+            # the last session's chat stayed readable until now; a new session brings its own
+            window, self.runner.chat_window = self.runner.chat_window, None
+            with contextlib.suppress(Exception):
+                await window.close()
         url = relay_url(self.settings.server_url, request.relay_path, request.ticket)
         self.finished.clear()
         self.runner = SessionRunner(handshake, msgspec.json.encode(accept), url, self.settings, self.audit)

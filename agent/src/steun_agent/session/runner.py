@@ -257,7 +257,7 @@ class SessionRunner:
         self.shell: ShellService | None = None
         self.files: FilesLike | None = None
         self.chat: ChatService | None = None
-        self._chat_window: ClosableWindow | None = None
+        self.chat_window: ClosableWindow | None = None
         self._pending_audit: asyncio.Queue[tuple[str, list[Capability], str]] = asyncio.Queue(
             MAX_PENDING_AUDIT
         )
@@ -592,8 +592,8 @@ class SessionRunner:
         self, show_chat: Callable[..., Awaitable[ClosableWindow]], chat: ChatService
     ) -> None:
         broker = self.broker
-        technician = broker.subject.technician if broker is not None else ""
-        self._chat_window = await show_chat(chat, technician)
+        technician = broker.subject.technician.name if broker is not None else ""
+        self.chat_window = await show_chat(chat, technician)
 
     def _sender_for(self, channel: Channel, priority: Priority) -> Send:
         """One service's send: a DATA record on its channel, returning once written (the backpressure)."""
