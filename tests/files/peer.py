@@ -23,6 +23,7 @@ from steun_protocol.files import (
     Chunk,
     ConsoleMessage,
     Credit,
+    Done,
     Download,
     DownloadEnd,
     DownloadMeta,
@@ -31,7 +32,11 @@ from steun_protocol.files import (
     Error,
     Finish,
     ListDir,
+    MakeDir,
     Overwrite,
+    Removal,
+    Remove,
+    Rename,
     Stat,
     StatResult,
     Upload,
@@ -78,6 +83,8 @@ class FilesConsole:
     window: int = DEFAULT_WINDOW
     hash_cache: HashCache = field(default_factory=HashCache)
     agent_window: int = DEFAULT_WINDOW
+    #: Builds the agent's end from (send, root, on_event); None: an in-process FilesService.
+    make_service: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         self.events: list[FilesEvent] = []
@@ -85,12 +92,16 @@ class FilesConsole:
         self.closed = False
         self._queues: defaultdict[int, asyncio.Queue[AgentMessage]] = defaultdict(asyncio.Queue)
         self._next_id = 1
-        self.service = FilesService(
-            self._from_agent,
-            self.root,
-            window=self.agent_window,
-            hash_cache=self.hash_cache,
-            on_event=self.events.append,
+        self.service: Any = (
+            FilesService(
+                self._from_agent,
+                self.root,
+                window=self.agent_window,
+                hash_cache=self.hash_cache,
+                on_event=self.events.append,
+            )
+            if self.make_service is None
+            else self.make_service(self._from_agent, self.root, self.events.append)
         )
 
     async def _from_agent(self, data: bytes) -> None:
@@ -118,9 +129,24 @@ class FilesConsole:
 
     # ---------------------------------------------------------------- requests
 
-    async def request(self, message: ListDir | Stat) -> AgentMessage:
+    async def request(self, message: ListDir | Stat | MakeDir | Remove | Rename) -> AgentMessage:
         await self.send(message)
         return await self.next(message.id)
+
+    async def change(self, message: MakeDir | Remove | Rename) -> None:
+        reply = await self.request(message)
+        if isinstance(reply, Error):
+            raise TransferFailed(reply.code, reply.message)
+        assert isinstance(reply, Done), reply
+
+    async def mkdir(self, path: str) -> None:
+        await self.change(MakeDir(self.new_id(), path))
+
+    async def remove(self, path: str, what: Removal = Removal.ANY) -> None:
+        await self.change(Remove(self.new_id(), path, what))
+
+    async def rename(self, source: str, target: str, overwrite: Overwrite = Overwrite.FAIL) -> None:
+        await self.change(Rename(self.new_id(), source, target, overwrite))
 
     async def list(self, path: str) -> list[Entry]:
         ident = self.new_id()

@@ -15,6 +15,7 @@ from steun_protocol.files import (
     CHUNK_HEADER_SIZE,
     MAX_CHUNK,
     MAX_FILE_SIZE,
+    MAX_MESSAGE_SIZE,
     MAX_NAME_BYTES,
     MAX_PAGE_ENTRIES,
     MAX_PATH_BYTES,
@@ -22,6 +23,7 @@ from steun_protocol.files import (
     Cancel,
     Chunk,
     Credit,
+    Done,
     Download,
     DownloadEnd,
     DownloadMeta,
@@ -32,7 +34,12 @@ from steun_protocol.files import (
     FileErrorCode,
     Finish,
     ListDir,
+    MakeDir,
+    MessageType,
     Overwrite,
+    Removal,
+    Remove,
+    Rename,
     Stat,
     StatResult,
     Upload,
@@ -61,6 +68,14 @@ CONSOLE = [
     Chunk(5, 0, bytes(MAX_CHUNK)),
     Credit(4, MAX_CHUNK),
     Cancel(4),
+    MakeDir(7, "nouveau dossier/été"),
+    MakeDir(7, "x" * MAX_PATH_BYTES),
+    Remove(8, "a.txt"),
+    Remove(8, "dir", Removal.DIRECTORY),
+    Remove(8, "link", Removal.NOT_DIRECTORY),
+    Rename(9, "a.txt", "b/€.txt"),
+    Rename(9, "d" * MAX_PATH_BYTES, "e" * MAX_PATH_BYTES, Overwrite.REPLACE),
+    Rename(9, "", ""),  # refused by the agent (the root), not by the wire
 ]
 AGENT = [
     Entries(1, (), last=True),
@@ -87,6 +102,8 @@ AGENT = [
     Chunk(4, 0, b"data"),
     Credit(5, 1),
     Cancel(5),
+    Done(7),
+    Error(8, FileErrorCode.NOT_EMPTY, "docs: Directory not empty"),
 ]
 
 
@@ -102,6 +119,34 @@ def test_agent_messages_round_trip(message: object) -> None:
     data = encode(message)  # type: ignore[arg-type]
     assert decode_from_agent(data) == message
     assert len(data) <= MAX_RECORD_PLAINTEXT, "the biggest page still fits one record"
+
+
+def test_type_bytes_never_move() -> None:
+    # New messages are appended; a renumbered type would break every console and agent already out there.
+    assert {t.name: t.value for t in MessageType} == {
+        "LIST": 0x01, "STAT": 0x02, "DOWNLOAD": 0x03, "UPLOAD": 0x04, "FINISH": 0x05,
+        "MKDIR": 0x06, "REMOVE": 0x07, "RENAME": 0x08,
+        "CHUNK": 0x10, "CREDIT": 0x11, "CANCEL": 0x12,
+        "ENTRIES": 0x81, "STAT_RESULT": 0x82, "DOWNLOAD_META": 0x83, "DOWNLOAD_END": 0x84,
+        "UPLOAD_READY": 0x85, "UPLOAD_DONE": 0x86, "DONE": 0x87, "ERROR": 0x8F,
+    }  # fmt: skip
+    assert [int(r) for r in Removal] == [0, 1, 2]
+    assert FileErrorCode.NOT_EMPTY == "not_empty"
+
+
+def test_change_layouts() -> None:
+    assert encode(MakeDir(1, "ab")) == bytes([0x06, 0, 0, 0, 1, 0, 2]) + b"ab"
+    assert encode(Remove(2, "ab", Removal.DIRECTORY)) == bytes([0x07, 0, 0, 0, 2, 2, 0, 2]) + b"ab"
+    assert (
+        encode(Rename(3, "a", "bc", Overwrite.REPLACE)) == bytes([0x08, 0, 0, 0, 3, 1, 0, 1]) + b"a\0\x02bc"
+    )
+    assert encode(Done(4)) == bytes([0x87, 0, 0, 0, 4])
+
+
+def test_the_largest_message_is_known_and_fits_a_record() -> None:
+    biggest = max(len(encode(m)) for m in [*CONSOLE, *AGENT])  # type: ignore[arg-type]
+    assert biggest == MAX_MESSAGE_SIZE  # the full page of the longest names
+    assert MAX_MESSAGE_SIZE <= MAX_RECORD_PLAINTEXT
 
 
 def test_chunk_header_matches_the_encoder() -> None:
@@ -157,6 +202,17 @@ def _path(text: bytes) -> bytes:
         (_with(0x10, 1, struct.pack("!QI", 0, 0)), ErrorCode.INVALID_MESSAGE),  # empty chunk
         (_with(0x10, 1, struct.pack("!QI", 0, 4) + b"ab"), ErrorCode.MALFORMED),
         (_with(0x81, 1, b"\x01\x00\x00"), ErrorCode.UNKNOWN_TYPE),  # ENTRIES come from the agent
+        (_with(0x87, 1, b""), ErrorCode.UNKNOWN_TYPE),  # DONE comes from the agent
+        (_with(0x06, 1, b""), ErrorCode.MALFORMED),  # MKDIR without its path
+        (_with(0x06, 1, _path(b"a") + b"\x00"), ErrorCode.MALFORMED),
+        (_with(0x07, 1, b"\x03" + _path(b"a")), ErrorCode.INVALID_MESSAGE),  # unknown removal
+        (_with(0x07, 1, b"\x00"), ErrorCode.MALFORMED),
+        (_with(0x07, 1, b"\x00" + struct.pack("!H", MAX_PATH_BYTES + 1)), ErrorCode.MESSAGE_TOO_LARGE),
+        (_with(0x08, 1, b"\x02" + _path(b"a") + _path(b"b")), ErrorCode.INVALID_MESSAGE),  # unknown policy
+        (_with(0x08, 1, b"\x00" + _path(b"a")), ErrorCode.MALFORMED),  # no target
+        (_with(0x08, 1, b"\x00" + _path(b"a") + _path(b"\xff")), ErrorCode.MALFORMED),  # target not UTF-8
+        (_with(0x08, 1, b"\x00" + _path(b"a") + struct.pack("!H", 0xFFFF)), ErrorCode.MESSAGE_TOO_LARGE),
+        (_with(0x08, 1, b"\x00" + _path(b"a") + _path(b"b") + b"c"), ErrorCode.MALFORMED),
     ],
 )
 def test_hostile_console_input_is_refused(data: bytes, code: ErrorCode) -> None:
@@ -209,6 +265,8 @@ ENTRY = struct.Struct("!BBHQdH")
         (_with(0x85, 1, struct.pack("!QI", 0, 0)), ErrorCode.INVALID_MESSAGE),
         (_with(0x8F, 1, b"\x00\x00\x00"), ErrorCode.INVALID_MESSAGE),
         (_with(0x8F, 1, b"\x02a\n\x00\x00"), ErrorCode.INVALID_MESSAGE),
+        (_with(0x87, 1, b"\x00"), ErrorCode.MALFORMED),  # DONE has no body
+        (_with(0x06, 1, _path(b"a")), ErrorCode.UNKNOWN_TYPE),  # MKDIR from the agent
     ],
 )
 def test_hostile_agent_input_is_refused(data: bytes, code: ErrorCode) -> None:
@@ -231,6 +289,10 @@ def test_hostile_agent_input_is_refused(data: bytes, code: ErrorCode) -> None:
         DownloadMeta(1, 5, 0.0, offset=6),
         Error(1, "Not A Code"),
         Credit(-1, 1),
+        MakeDir(1, "x" * (MAX_PATH_BYTES + 1)),
+        Rename(1, "a", "x" * (MAX_PATH_BYTES + 1)),
+        Remove(1, "a", 7),  # type: ignore[arg-type]
+        Rename(1, "a", "b", 9),  # type: ignore[arg-type]
     ],
 )
 def test_encoder_refuses_what_the_decoder_would(message: object) -> None:

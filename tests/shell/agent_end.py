@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import msgspec
-from steun_agent.files import FilesService
+from steun_agent.files import FilesEvent, FilesService
 from steun_agent.shell import Account, ShellEvent, ShellService
 from steun_protocol.auth import b64decode
 from steun_protocol.frames import Frame, FrameType
@@ -38,6 +38,7 @@ class AgentSession:
     send: object
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     refused: list[int] = dataclasses.field(default_factory=list)
+    file_events: list[FilesEvent] = dataclasses.field(default_factory=list)
 
 
 class ServicesAgent:
@@ -96,6 +97,7 @@ class ServicesAgent:
         asked = frozenset(handshake.offer.capabilities)
         granted = asked if self.grant is None else asked & self.grant
         account = dataclasses.replace(Account.current(), shell="/bin/bash")
+        file_events: list[FilesEvent] = []
         state = AgentSession(
             session_id,
             asked,
@@ -104,8 +106,9 @@ class ServicesAgent:
             ShellService(
                 lambda p: send(Channel.SHELL, p), lambda: account, on_event=self.shell_events.append
             ),
-            FilesService(lambda p: send(Channel.FILES, p), self.root),
+            FilesService(lambda p: send(Channel.FILES, p), self.root, on_event=file_events.append),
             send,
+            file_events=file_events,
         )
         self.sessions.append(state)
         granted_message = Granted(capabilities=sorted(granted), denied=sorted(asked - granted))

@@ -104,7 +104,7 @@ async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
     batch.write_text(
         f"cd docs\nls -1\nget a.txt {tmp_path}/a.txt\nput {tmp_path}/up.txt up.txt\n"
         f"reput {tmp_path}/whole.bin whole.bin\n"
-        f"-get out {tmp_path}/stolen.txt\n-get ../../secret.txt {tmp_path}/stolen2.txt\n-mkdir new\n"
+        f"-get out {tmp_path}/stolen.txt\n-get ../../secret.txt {tmp_path}/stolen2.txt\n"
     )
     code, out, err = await tech.run(tech.openssh("sftp", "-b", str(batch), DEVICE))
     assert code == 0, err.decode()
@@ -115,7 +115,61 @@ async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
     assert (device.root / "docs" / "whole.bin").read_bytes() == whole  # resumed on top of what was there
     assert not (tmp_path / "stolen.txt").exists() and not (tmp_path / "stolen2.txt").exists()
     assert err.count(b"not found") == 2  # the link out of the root and the ".." path: refused, as if absent
-    assert b"Operation unsupported" in err  # mkdir is not a files-channel request (yet)
+
+
+async def test_sftp_mkdir_rmdir_rm_and_rename(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+    root = device.root
+    (root / "full").mkdir()
+    (root / "full" / "keep.txt").write_text("keep")
+    (root / "old.txt").write_text("old")
+    (root / "taken.txt").write_text("taken")
+    (tmp_path / "secret.txt").write_text("secret")  # beside the root, not in it
+    (root / "out").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "up.txt").write_text("upload")
+    batch = tmp_path / "batch"
+    batch.write_text(
+        "mkdir new\n"
+        f"put {tmp_path}/up.txt new/up.txt\n"
+        "rename new/up.txt new/renamed.txt\n"
+        "rename new renamed-dir\n"
+        "-rename -l old.txt taken.txt\n"  # SFTP v3 rename: an existing target is refused
+        "rename old.txt taken.txt\n"  # posix-rename (OpenSSH's default): replaced
+        "rm renamed-dir/renamed.txt\n"
+        "rmdir renamed-dir\n"
+        "-mkdir full\n"  # exists
+        "-rmdir full\n"  # not empty: never recursive
+        "-rm full\n"  # a directory
+        "-rmdir full/keep.txt\n"  # not a directory
+        "-rmdir /\n"  # the root
+        "rename taken.txt out\n"  # onto a link out of the root: the link is replaced, never followed
+        "rename full ../../moved\n"  # ".." stops at the root (folded here; the agent refuses any left)
+    )
+    beside = {p.name for p in tmp_path.iterdir()}
+    code, _, err = await tech.run(tech.openssh("sftp", "-b", str(batch), DEVICE))
+    assert code == 0, err.decode()
+    assert not (root / "new").exists() and not (root / "renamed-dir").exists()
+    assert not (root / "old.txt").exists() and not (root / "taken.txt").exists()
+    assert not (root / "out").is_symlink() and (root / "out").read_text() == "old"
+    assert (tmp_path / "secret.txt").read_text() == "secret"
+    assert (root / "moved" / "keep.txt").read_text() == "keep"
+    assert {p.name for p in tmp_path.iterdir()} == beside, "nothing made or moved beside the root"
+    # what sshd's sftp-server answers too (SFTP v3 has no "exists", "not empty" or "is a directory")
+    refused = [line for line in err.decode().splitlines() if line.startswith("remote ")]
+    assert refused == [
+        'remote rename "/old.txt" to "/taken.txt": Failure',
+        'remote mkdir "/full": Failure',
+        'remote rmdir "/full": Failure',
+        "remote delete /full: Failure",
+        'remote rmdir "/full/keep.txt": No such file or directory',
+        'remote rmdir "/": Permission denied',
+    ]
+    changes = [e for s in device.sessions for e in s.file_events if e.name != "files.upload"]
+    assert [(e.name, e.result) for e in changes] == [
+        ("files.mkdir", "ok"), ("files.rename", "ok"), ("files.rename", "ok"), ("files.rename", "exists"),
+        ("files.rename", "ok"), ("files.remove", "ok"), ("files.remove", "ok"), ("files.mkdir", "exists"),
+        ("files.remove", "not_empty"), ("files.remove", "not_a_file"), ("files.remove", "not_a_directory"),
+        ("files.remove", "permission_denied"), ("files.rename", "ok"), ("files.rename", "ok"),
+    ]  # fmt: skip
 
 
 async def test_the_users_consent_decides(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:

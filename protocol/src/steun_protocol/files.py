@@ -7,8 +7,8 @@ cap before anything is allocated, no trailing bytes.
 
 Every message starts with ``type u8, id u32``: the id of the listing, stat or transfer it is about. The
 console picks ids (so it can cancel a transfer before the agent has answered), from one space for all
-three; an id may be reused once what it named has ended (last ENTRIES page, STAT_RESULT, END/DONE, ERROR
-or CANCEL). Late CHUNK/CREDIT messages for an id that just ended are dropped quietly.
+three; an id may be reused once what it named has ended (last ENTRIES page, STAT_RESULT, DOWNLOAD_END,
+UPLOAD_DONE, DONE, ERROR or CANCEL). Late CHUNK/CREDIT messages for an id that just ended are dropped quietly.
 
 Paths are UTF-8, ``/``-separated and *relative to the root the agent serves* (``""`` is the root). The
 wire accepts any UTF-8 path up to ``MAX_PATH_BYTES``; the agent checks it once, canonically, and answers
@@ -28,6 +28,14 @@ type  name           fields after ``type u8, id u32``
                      a partial upload if the agent holds one), policy u8 (``Overwrite``), sha256 [32],
                      path_len u16, path — answered by UPLOAD_READY; then CHUNKs from ``offset``, FINISH
 0x05  FINISH         sha256 [32]: the console's hash of the whole file; the agent compares its own
+0x06  MKDIR          path_len u16, path — make one directory (its parent must exist; mode 0755 less the
+                     umask) — answered by DONE
+0x07  REMOVE         what u8 (``Removal``: 0 a file or an empty directory, 1 not a directory, 2 an empty
+                     directory), path_len u16, path — one entry, never recursive; a link is removed, not
+                     what it points to — answered by DONE
+0x08  RENAME         policy u8 (``Overwrite``: FAIL refuses an existing target atomically, REPLACE
+                     replaces a file or an empty directory), from_len u16, from, to_len u16, to — both
+                     paths checked like any other; the root itself is never moved — answered by DONE
 ====  =============  ===============================================================================
 
 Both directions
@@ -53,6 +61,7 @@ Agent → console
 0x85  UPLOAD_READY   offset u64 (bytes of a partial upload the agent kept; send from there),
                      window u32 (initial credit)
 0x86  UPLOAD_DONE    sha256 [32]: hashes matched, the file is in place
+0x87  DONE           (nothing): the MKDIR, REMOVE or RENAME with this id succeeded
 0x8F  ERROR          code_len u8 (1..32), code ASCII ``[a-z_]`` (``FileErrorCode``), message_len u16
                      (≤ MAX_ERROR_MESSAGE), message UTF-8. Ends the request or transfer.
 ====  =============  ===============================================================================
@@ -113,6 +122,9 @@ class MessageType(enum.IntEnum):
     DOWNLOAD = 0x03
     UPLOAD = 0x04
     FINISH = 0x05
+    MKDIR = 0x06
+    REMOVE = 0x07
+    RENAME = 0x08
     CHUNK = 0x10
     CREDIT = 0x11
     CANCEL = 0x12
@@ -122,6 +134,7 @@ class MessageType(enum.IntEnum):
     DOWNLOAD_END = 0x84
     UPLOAD_READY = 0x85
     UPLOAD_DONE = 0x86
+    DONE = 0x87
     ERROR = 0x8F
 
 
@@ -137,6 +150,14 @@ class Overwrite(enum.IntEnum):
 
     FAIL = 0  # refuse with ``exists``
     REPLACE = 1  # replace it atomically once the hash matched
+
+
+class Removal(enum.IntEnum):
+    """What a REMOVE expects to find (SFTP's ``remove`` and ``rmdir`` differ; a console's delete does not)."""
+
+    ANY = 0  # a file, a link or an empty directory
+    NOT_DIRECTORY = 1  # a file, a link, a FIFO...: a directory is refused (``not_a_file``)
+    DIRECTORY = 2  # an empty directory: anything else is refused (``not_a_directory``)
 
 
 class FileErrorCode(enum.StrEnum):
@@ -162,6 +183,7 @@ class FileErrorCode(enum.StrEnum):
     FLOW_VIOLATION = "flow_violation"
     INVALID = "invalid"  # a message that does not fit the transfer (offset gap, beyond size, ...)
     CLOSED = "closed"  # the session is stopping
+    NOT_EMPTY = "not_empty"  # REMOVE or RENAME onto a directory that still holds entries
 
 
 # --------------------------------------------------------------------------------------------- messages
@@ -210,6 +232,30 @@ class Upload:
     resume: bool = True
     mtime: float = 0.0
     type: ClassVar[MessageType] = MessageType.UPLOAD
+
+
+@dataclass(frozen=True, slots=True)
+class MakeDir:
+    id: int
+    path: str
+    type: ClassVar[MessageType] = MessageType.MKDIR
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    id: int
+    path: str
+    what: Removal = Removal.ANY
+    type: ClassVar[MessageType] = MessageType.REMOVE
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    id: int
+    source: str
+    target: str
+    overwrite: Overwrite = Overwrite.FAIL
+    type: ClassVar[MessageType] = MessageType.RENAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +335,12 @@ class UploadDone:
 
 
 @dataclass(frozen=True, slots=True)
+class Done:
+    id: int
+    type: ClassVar[MessageType] = MessageType.DONE
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     id: int
     code: str
@@ -296,7 +348,9 @@ class Error:
     type: ClassVar[MessageType] = MessageType.ERROR
 
 
-ConsoleMessage: TypeAlias = ListDir | Stat | Download | Upload | Finish | Chunk | Credit | Cancel
+ConsoleMessage: TypeAlias = (
+    ListDir | Stat | Download | Upload | Finish | MakeDir | Remove | Rename | Chunk | Credit | Cancel
+)
 AgentMessage: TypeAlias = (
     Entries
     | StatResult
@@ -304,6 +358,7 @@ AgentMessage: TypeAlias = (
     | DownloadEnd
     | UploadReady
     | UploadDone
+    | Done
     | Error
     | Chunk
     | Credit
@@ -318,6 +373,9 @@ CONSOLE_TYPES = BOTH_TYPES | {
     MessageType.DOWNLOAD,
     MessageType.UPLOAD,
     MessageType.FINISH,
+    MessageType.MKDIR,
+    MessageType.REMOVE,
+    MessageType.RENAME,
 }
 AGENT_TYPES = frozenset(MessageType) - CONSOLE_TYPES | BOTH_TYPES
 
@@ -338,6 +396,12 @@ _READY = struct.Struct("!QI")
 
 #: Bytes of a CHUNK message before its data.
 CHUNK_HEADER_SIZE = _HEAD.size + _CHUNK.size
+#: The largest message either side may send (a full ENTRIES page of the longest names; a CHUNK is smaller).
+MAX_MESSAGE_SIZE = max(
+    _HEAD.size + _ENTRIES.size + MAX_PAGE_ENTRIES * (_ENTRY.size + MAX_NAME_BYTES),
+    CHUNK_HEADER_SIZE + MAX_CHUNK,
+    _HEAD.size + 1 + 2 * (_U16.size + MAX_PATH_BYTES),
+)
 
 
 def _check(ok: bool, what: str) -> None:
@@ -375,8 +439,12 @@ def encode(message: FilesMessage) -> bytes:
     try:
         head = _HEAD.pack(message.type, message.id)
         match message:
-            case ListDir(_, path) | Stat(_, path):
+            case ListDir(_, path) | Stat(_, path) | MakeDir(_, path):
                 return head + _path(path)
+            case Remove(_, path, what):
+                return head + _U8.pack(Removal(what)) + _path(path)
+            case Rename(_, source, target, overwrite):
+                return head + _U8.pack(Overwrite(overwrite)) + _path(source) + _path(target)
             case Download(_, path, offset, window):
                 _check(0 <= offset <= MAX_FILE_SIZE and 1 <= window <= MAX_WINDOW, "offset or window")
                 return head + _DOWNLOAD.pack(offset, window) + _path(path)
@@ -394,7 +462,7 @@ def encode(message: FilesMessage) -> bytes:
                 return b"".join((head, _CHUNK.pack(offset, len(data)), data))
             case Credit(_, nbytes):
                 return head + _U32.pack(nbytes)
-            case Cancel():
+            case Cancel() | Done():
                 return head
             case Entries(_, entries, last, truncated):
                 _check(len(entries) <= MAX_PAGE_ENTRIES, f"{len(entries)} entries in one page")
@@ -478,6 +546,29 @@ def _stat(r: Reader, ident: int) -> Stat:
     return Stat(ident, _read_path(r))
 
 
+def _remove(r: Reader, ident: int) -> Remove:
+    (what,) = r.fields(_U8)
+    try:
+        removal = Removal(what)
+    except ValueError:
+        raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown removal {what}") from None
+    return Remove(ident, _read_path(r), removal)
+
+
+def _rename(r: Reader, ident: int) -> Rename:
+    (policy,) = r.fields(_U8)
+    overwrite = _overwrite(policy)
+    source = _read_path(r)
+    return Rename(ident, source, _read_path(r), overwrite)
+
+
+def _overwrite(policy: int) -> Overwrite:
+    try:
+        return Overwrite(policy)
+    except ValueError:
+        raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown overwrite policy {policy}") from None
+
+
 def _download(r: Reader, ident: int) -> Download:
     offset, window = r.fields(_DOWNLOAD)
     invalid(offset <= MAX_FILE_SIZE, f"offset {offset}")
@@ -489,10 +580,7 @@ def _upload(r: Reader, ident: int) -> Upload:
     size, mtime, flags, policy = r.fields(_UPLOAD)
     invalid(size <= MAX_FILE_SIZE and _time_ok(mtime), "size or mtime")
     invalid(flags <= 3, f"upload flags {flags}")
-    try:
-        overwrite = Overwrite(policy)
-    except ValueError:
-        raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown overwrite policy {policy}") from None
+    overwrite = _overwrite(policy)
     digest = _read_hash(r)
     invalid(flags & 1 == 1 or digest == ZERO_HASH, "a hash without its flag")
     path = _read_path(r)
@@ -549,6 +637,9 @@ _DECODERS: dict[MessageType, Callable[[Reader, int], FilesMessage]] = {
     MessageType.DOWNLOAD: _download,
     MessageType.UPLOAD: _upload,
     MessageType.FINISH: lambda r, i: Finish(i, _read_hash(r)),
+    MessageType.MKDIR: lambda r, i: MakeDir(i, _read_path(r)),
+    MessageType.REMOVE: _remove,
+    MessageType.RENAME: _rename,
     MessageType.CHUNK: _chunk,
     MessageType.CREDIT: _credit,
     MessageType.CANCEL: lambda r, i: Cancel(i),
@@ -558,5 +649,6 @@ _DECODERS: dict[MessageType, Callable[[Reader, int], FilesMessage]] = {
     MessageType.DOWNLOAD_END: lambda r, i: DownloadEnd(i, _read_hash(r)),
     MessageType.UPLOAD_READY: _ready,
     MessageType.UPLOAD_DONE: lambda r, i: UploadDone(i, _read_hash(r)),
+    MessageType.DONE: lambda r, i: Done(i),
     MessageType.ERROR: _error,
 }

@@ -14,25 +14,34 @@ fails (``ELOOP`` → ``symlink_escape``) instead of being followed, and a rename
 write, because the directory is held open, not named again. (``openat2(RESOLVE_BENEATH)`` would do the same
 in the kernel; Python has no binding for it.)
 
+MKDIR, REMOVE and RENAME (:meth:`PathGuard.make_dir`, :meth:`~PathGuard.remove`, :meth:`~PathGuard.rename`)
+are one system call each on such a directory descriptor, never following the last component; RENAME locates
+both of its paths this way.
+
 Every method here blocks (file system calls): run them in a thread (``asyncio.to_thread``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
 import stat
-from collections.abc import Generator
-from contextlib import suppress
+import sys
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any, cast
 
-from steun_protocol.files import MAX_PATH_BYTES, Entry, EntryKind, FileErrorCode
+from steun_protocol.files import MAX_PATH_BYTES, Entry, EntryKind, FileErrorCode, Overwrite, Removal
 
 from ..errors import AgentError
 
 #: Links followed in one lookup before giving up (as the kernel's MAXSYMLINKS).
 MAX_LINK_HOPS = 40
+#: Mode of a directory MKDIR makes (less the umask).
+NEW_DIR_MODE = 0o755
 _DRIVE = re.compile(r"[A-Za-z]:(/|$)")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOFOLLOW_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
@@ -61,7 +70,11 @@ def from_os_error(exc: OSError, what: str) -> FilesError:
         errno.EDQUOT: FileErrorCode.NO_SPACE,
         errno.ELOOP: FileErrorCode.SYMLINK_ESCAPE,
         errno.EMLINK: FileErrorCode.SYMLINK_ESCAPE,
+        errno.ENOTEMPTY: FileErrorCode.NOT_EMPTY,
+        errno.EINVAL: FileErrorCode.INVALID,  # e.g. a directory moved into itself
     }.get(exc.errno or 0, FileErrorCode.IO_ERROR)
+    if exc.errno == errno.EXDEV:
+        return FilesError(code, f"{what}: it cannot be moved to another file system")
     return FilesError(code, f"{what}: {exc.strerror or exc}")
 
 
@@ -318,3 +331,111 @@ class PathGuard:
         finally:
             with suppress(OSError):
                 os.close(fd)
+
+    # ---------------------------------------------------------------- changes (MKDIR, REMOVE, RENAME)
+
+    def make_dir(self, path: str, mode: int = NEW_DIR_MODE) -> str:
+        """Make one directory (the parent must exist); return its canonical path."""
+        where = self.locate(path, follow_last=False)
+        try:
+            if where.name is None:
+                raise FilesError(FileErrorCode.EXISTS, "the root exists")
+            with _mapped(where):
+                os.mkdir(where.name, mode, dir_fd=where.dir_fd)
+            return where.shown
+        finally:
+            where.close()
+
+    def remove(self, path: str, what: Removal = Removal.ANY) -> str:
+        """Remove one entry, never recursively; a link is removed, not what it points to."""
+        where = self.locate(path, follow_last=False)
+        try:
+            name, dfd = where.name, where.dir_fd
+            if name is None:
+                raise FilesError(FileErrorCode.PERMISSION_DENIED, "the root itself cannot be removed")
+            with _mapped(where):
+                if what is Removal.ANY:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    what = Removal.DIRECTORY if stat.S_ISDIR(st.st_mode) else Removal.NOT_DIRECTORY
+                # unlinkat never follows the last component and refuses a directory; with AT_REMOVEDIR
+                # it refuses anything but an empty directory: the kernel decides, whatever was swapped in.
+                if what is Removal.DIRECTORY:
+                    os.rmdir(name, dir_fd=dfd)
+                else:
+                    os.unlink(name, dir_fd=dfd)
+            return where.shown
+        finally:
+            where.close()
+
+    def rename(self, source: str, target: str, overwrite: Overwrite = Overwrite.FAIL) -> tuple[str, str]:
+        """Move one entry (a link moves as a link) within the root; return both canonical paths.
+
+        ``Overwrite.FAIL`` refuses an existing target atomically (``renameat2(RENAME_NOREPLACE)``);
+        ``REPLACE`` replaces a file, a link (never followed) or an empty directory.
+        """
+        src = self.locate(source, follow_last=False)
+        try:
+            if src.name is None:
+                raise FilesError(FileErrorCode.PERMISSION_DENIED, "the root itself cannot be moved")
+            with _mapped(src):
+                os.stat(src.name, dir_fd=src.dir_fd, follow_symlinks=False)
+            dst = self.locate(target, follow_last=False)
+            try:
+                if dst.name is None:
+                    raise FilesError(FileErrorCode.PERMISSION_DENIED, "nothing can replace the root")
+                with _mapped(dst):
+                    if overwrite is Overwrite.REPLACE:
+                        os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
+                    else:
+                        _rename_noreplace(src.dir_fd, src.name, dst.dir_fd, dst.name)
+                return src.shown, dst.shown
+            finally:
+                dst.close()
+        finally:
+            src.close()
+
+
+_RENAME_NOREPLACE = 1
+
+
+@contextmanager
+def _mapped(where: Located) -> Iterator[None]:
+    """OS errors of the system calls inside become wire codes, named after ``where``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise FilesError(FileErrorCode.EXISTS, f"{where.shown} exists") from None
+        raise from_os_error(exc, where.shown) from None
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function: Any = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it (glibc < 2.28)
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast("Callable[..., int]", function)
+
+
+_renameat2 = _load_renameat2()
+
+
+def _rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
+    """Rename, refusing an existing target in the same system call where the kernel can."""
+    if _renameat2 is not None:
+        if _renameat2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        number = ctypes.get_errno()
+        if number not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: no NOREPLACE on this file system
+            raise OSError(number, os.strerror(number))
+    # Check, then rename: a narrow race in which a target made meanwhile is replaced, inside the root.
+    try:
+        os.stat(dst, dir_fd=dst_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))

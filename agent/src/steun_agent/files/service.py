@@ -1,4 +1,4 @@
-"""The file channel of one session: listings, stats, and several chunked, credit-paced, verified transfers.
+"""The file channel of one session: listings, stats, mkdir/remove/rename, and chunked, verified transfers.
 
 The session runtime holds one :class:`FilesService` per session and:
 
@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -42,6 +43,7 @@ from steun_protocol.files import (
     Cancel,
     Chunk,
     Credit,
+    Done,
     Download,
     DownloadEnd,
     DownloadMeta,
@@ -51,6 +53,9 @@ from steun_protocol.files import (
     FilesMessage,
     Finish,
     ListDir,
+    MakeDir,
+    Remove,
+    Rename,
     Stat,
     StatResult,
     Upload,
@@ -68,19 +73,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Send = Callable[[bytes], Awaitable[None]]
 
-#: LIST and STAT requests in progress at once; more are answered ``busy``.
+#: LIST, STAT, MKDIR, REMOVE and RENAME requests in progress at once; more are answered ``busy``.
 MAX_REQUESTS = 16
 #: Ids of ended jobs remembered, so late chunks and credits for them are dropped quietly.
 RECENT_IDS = 256
 #: Whole-file hashes remembered (by device, inode, size, mtime) so a resumed download can announce its hash.
 HASH_CACHE_SIZE = 64
 
-EventName = Literal["files.download", "files.upload"]
+EventName = Literal["files.download", "files.upload", "files.mkdir", "files.remove", "files.rename"]
+#: Every audit event name the files capability emits.
+EVENT_NAMES: tuple[EventName, ...] = typing.get_args(EventName)
+JobKind = Literal["list", "stat", "download", "upload", "mkdir", "remove", "rename"]
+#: Requests that change the tree; each is audited, whatever its result.
+CHANGES: frozenset[str] = frozenset({"mkdir", "remove", "rename"})
 
 
 @dataclass(frozen=True, slots=True)
 class FilesEvent:
-    """One line for the audit chain: a finished, failed or cancelled transfer (never its content)."""
+    """One line for the audit chain: a finished, failed or cancelled transfer (never its content), or a
+    MKDIR / REMOVE / RENAME (refused ones too: ``result`` is then the error code)."""
 
     name: EventName
     path: str
@@ -88,6 +99,7 @@ class FilesEvent:
     transferred: int
     result: str  # "ok" or a FileErrorCode value
     sha256: str = ""
+    target: str = ""  # files.rename: where ``path`` went
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +146,9 @@ class HashCache:
 @dataclass(eq=False, slots=True)
 class _Job:
     id: int
-    kind: Literal["list", "stat", "download", "upload"]
+    kind: JobKind
     path: str
+    target: str = ""  # rename
     task: asyncio.Task[None] | None = None
     io: asyncio.Future[Any] | None = None  # the one blocking call in flight
     size: int = 0
@@ -203,7 +216,7 @@ class FilesService:
         """Handle one console message (one DATA record's payload on the files channel). Never blocks."""
         message = decode_from_console(payload)
         match message:
-            case ListDir() | Stat() | Download() | Upload():
+            case ListDir() | Stat() | Download() | Upload() | MakeDir() | Remove() | Rename():
                 self._start(message)
             case Chunk(ident, offset, data):
                 job = self._jobs.get(ident)
@@ -239,7 +252,7 @@ class FilesService:
         if ident not in self._recent:  # late messages for a job that just ended are normal
             self._reply_later(Error(ident, FileErrorCode.TRANSFER_UNKNOWN, "no such transfer"))
 
-    def _start(self, message: ListDir | Stat | Download | Upload) -> None:
+    def _start(self, message: ListDir | Stat | Download | Upload | MakeDir | Remove | Rename) -> None:
         ident = message.id
         transfers = sum(1 for j in self._jobs.values() if j.kind in ("download", "upload"))
         refusal: tuple[FileErrorCode, str] | None = None
@@ -249,9 +262,11 @@ class FilesService:
             refusal = FileErrorCode.ID_IN_USE, "this id is in use"
         elif isinstance(message, Download | Upload) and transfers >= self._max_transfers:
             refusal = FileErrorCode.TOO_MANY_TRANSFERS, f"at most {self._max_transfers} transfers at once"
-        elif isinstance(message, ListDir | Stat) and len(self._jobs) - transfers >= MAX_REQUESTS:
-            refusal = FileErrorCode.BUSY, f"at most {MAX_REQUESTS} listings at once"
+        elif not isinstance(message, Download | Upload) and len(self._jobs) - transfers >= MAX_REQUESTS:
+            refusal = FileErrorCode.BUSY, f"at most {MAX_REQUESTS} requests at once"
         if refusal is not None:
+            if isinstance(message, MakeDir | Remove | Rename):  # a change asked for is audited, even refused
+                self._audit(self._change_job(message), refusal[0])
             self._reply_later(Error(ident, *refusal))
             return
         job: _Job
@@ -268,6 +283,19 @@ class FilesService:
             case Upload():
                 job = _Job(ident, "upload", message.path, size=message.size)
                 job.task = self._spawn(job, self._upload(job, message))
+            case MakeDir() | Remove() | Rename():
+                job = self._change_job(message)
+                job.task = self._spawn(job, self._change(job, message))
+
+    @staticmethod
+    def _change_job(message: MakeDir | Remove | Rename) -> _Job:
+        match message:
+            case MakeDir(ident, path):
+                return _Job(ident, "mkdir", path)
+            case Remove(ident, path):
+                return _Job(ident, "remove", path)
+            case Rename(ident, source, target):
+                return _Job(ident, "rename", source, target=target)
 
     def _spawn(self, job: _Job, work: Awaitable[None]) -> asyncio.Task[None]:
         self._jobs[job.id] = job
@@ -279,7 +307,10 @@ class FilesService:
             await work
         except asyncio.CancelledError:
             result = FileErrorCode.CLOSED if self._closed else FileErrorCode.CANCELLED
+            io = job.io
             await self._cleanup(job, discard=not self._closed)
+            if job.kind in CHANGES and (job.done or (io is not None and _succeeded(io))):
+                result = "ok"  # its one system call was made: the audit says what happened to the disk
             self._audit(job, result)
             self._stats.failed += job.kind in ("download", "upload")
             raise
@@ -300,6 +331,8 @@ class FilesService:
         finally:
             self._jobs.pop(job.id, None)
             self._recent.append(job.id)
+        if job.kind in CHANGES:
+            self._audit(job, result)
         if job.kind in ("download", "upload"):
             self._audit(job, result)
             if result == "ok":
@@ -360,6 +393,19 @@ class FilesService:
     async def _stat(self, job: _Job) -> None:
         entry = await self._io(job, self._guard.stat, job.path)
         await self._reply(StatResult(job.id, entry))
+
+    # ---------------------------------------------------------------- changes
+
+    async def _change(self, job: _Job, request: MakeDir | Remove | Rename) -> None:
+        match request:
+            case MakeDir(_, path):
+                job.path = await self._io(job, self._guard.make_dir, path)
+            case Remove(_, path, what):
+                job.path = await self._io(job, self._guard.remove, path, what)
+            case Rename(_, source, target, overwrite):
+                job.path, job.target = await self._io(job, self._guard.rename, source, target, overwrite)
+        job.done = 1
+        await self._reply(Done(job.id))
 
     # ---------------------------------------------------------------- downloads
 
@@ -489,10 +535,15 @@ class FilesService:
             await self._reply(message)
 
     def _audit(self, job: _Job, result: str) -> None:
-        if self._on_event is None or job.kind not in ("download", "upload"):
+        if self._on_event is None or job.kind in ("list", "stat"):
             return
-        name: EventName = "files.download" if job.kind == "download" else "files.upload"
+        name = typing.cast(EventName, f"files.{job.kind}")
+        event = FilesEvent(name, job.path, job.size, job.done, str(result), job.sha256.hex(), job.target)
         try:
-            self._on_event(FilesEvent(name, job.path, job.size, job.done, str(result), job.sha256.hex()))
+            self._on_event(event)
         except Exception:
             log.exception("files audit listener failed")
+
+
+def _succeeded(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 import time
 import urllib.parse
@@ -61,7 +60,7 @@ from ..consent import (
     ordered,
 )
 from ..errors import ConnectionLost, PinMismatch
-from ..files import FilesEvent, FilesService, HashCache
+from ..files import FilesEvent, HashCache, files_service_for
 from ..locallog import LocalLog
 from ..policy import Mode, Policy
 from ..shell import Account, AccountError, ShellEvent, ShellService
@@ -582,11 +581,8 @@ class SessionRunner:
         account = s.account()
         root = s.files_root or account.home
         send = self._sender_for(Channel.FILES, Priority.BULK)
-        if s.mode is Mode.SERVICE and account.uid != os.geteuid():
-            from ..files import files_service_for  # a worker process as that account
-
-            return files_service_for(account, send, root, on_event=self._files_event, hash_cache=s.hash_cache)
-        return FilesService(send, root, hash_cache=s.hash_cache, on_event=self._files_event)
+        # in this process for the agent's own account; a worker process dropped to any other account
+        return files_service_for(account, send, root, on_event=self._files_event, hash_cache=s.hash_cache)
 
     async def _show_chat(
         self, show_chat: Callable[..., Awaitable[ClosableWindow]], chat: ChatService
@@ -625,10 +621,8 @@ class SessionRunner:
             "result": event.result,
             "sha256": event.sha256,
         }
-        for extra in ("target",):  # rename's second path, where the event has one
-            value = getattr(event, extra, None)
-            if isinstance(value, str) and value:
-                detail[extra] = value[:1024]
+        if event.target:  # a rename's new path
+            detail["target"] = event.target[:1024]
         self._audit_later(event.name, [Capability.FILES], json_detail(detail))
 
     def _audit_later(self, event: str, capabilities: list[Capability], detail: str) -> None:

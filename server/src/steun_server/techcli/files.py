@@ -27,6 +27,7 @@ from steun_protocol.files import (
     Chunk,
     ConsoleMessage,
     Credit,
+    Done,
     Download,
     DownloadEnd,
     DownloadMeta,
@@ -35,7 +36,11 @@ from steun_protocol.files import (
     Error,
     Finish,
     ListDir,
+    MakeDir,
     Overwrite,
+    Removal,
+    Remove,
+    Rename,
     Stat,
     StatResult,
     Upload,
@@ -149,6 +154,29 @@ class FilesClient:
             reply = await self._next_message(queue)
             assert isinstance(reply, StatResult), reply
             return reply.entry
+        finally:
+            self._done(ident)
+
+    # ---------------------------------------------------------------- changes
+
+    async def mkdir(self, path: str) -> None:
+        """Make one directory on the agent (its parent must exist)."""
+        await self._change(lambda ident: MakeDir(ident, path))
+
+    async def remove(self, path: str, what: Removal = Removal.ANY) -> None:
+        """Remove one file, link or empty directory on the agent; never recursive."""
+        await self._change(lambda ident: Remove(ident, path, what))
+
+    async def rename(self, source: str, target: str, *, overwrite: Overwrite = Overwrite.FAIL) -> None:
+        """Move ``source`` to ``target`` on the agent (``FAIL``: refuse an existing target)."""
+        await self._change(lambda ident: Rename(ident, source, target, overwrite))
+
+    async def _change(self, message: Callable[[int], MakeDir | Remove | Rename]) -> None:
+        ident, queue = self._new()
+        try:
+            await self.send(message(ident))
+            reply = await self._next_message(queue)
+            assert isinstance(reply, Done), reply
         finally:
             self._done(ident)
 

@@ -8,9 +8,10 @@ user's consent to each channel as it does for the browser console. No SSH code r
 machine. See docs/design/0090-native-ssh.md (also for why there is no SSH-level authentication).
 
 A session with a terminal (``ssh host``, ``ssh -t``) runs in a PTY on the agent; one without (``ssh host
-command``, ``ssh -T``) runs on pipes, so bytes, stderr and end of input behave as with sshd. Limits of this
-first version: SFTP has no mkdir/remove/rename (the files channel has no such requests yet); an SFTP upload
-is spooled to a private local temporary file and sent, verified, when the client closes it.
+command``, ``ssh -T``) runs on pipes, so bytes, stderr and end of input behave as with sshd. SFTP's mkdir,
+rmdir, remove and rename (``posix-rename`` too) are the files channel's MKDIR, REMOVE and RENAME. Limits of
+this version: no links, no attribute changes; an SFTP upload is spooled to a private local temporary file and
+sent, verified, when the client closes it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import posixpath
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import asyncssh
-from steun_protocol.files import Entry, EntryKind, Overwrite
+from steun_protocol.files import Entry, EntryKind, Overwrite, Removal
 from steun_protocol.session import Capability
 from steun_protocol.shell import Signal
 
@@ -85,6 +86,8 @@ def _sftp_error(exc: RemoteFileError) -> asyncssh.SFTPError:
         "symlink_escape": asyncssh.SFTPPermissionDenied,
         "exists": asyncssh.SFTPFileAlreadyExists,
         "not_a_directory": asyncssh.SFTPNotADirectory,
+        "not_a_file": asyncssh.SFTPFileIsADirectory,
+        "not_empty": asyncssh.SFTPDirNotEmpty,
         "no_space": asyncssh.SFTPNoSpaceOnFilesystem,
     }.get(exc.code, asyncssh.SFTPFailure)
     error: asyncssh.SFTPError = cls(f"{exc.code}: {exc.detail}")
@@ -306,19 +309,28 @@ class SteunSFTPServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPOpUnsupported("changing attributes is not supported through Steun")
 
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        raise asyncssh.SFTPOpUnsupported("mkdir is not supported through Steun yet")
+        # The agent makes it 0755 less its umask; a mode asked for here is not carried (as setstat is not).
+        self._check()
+        await _changing(self._files.mkdir(wire_path(path)))
 
     async def rmdir(self, path: bytes) -> None:
-        raise asyncssh.SFTPOpUnsupported("rmdir is not supported through Steun yet")
+        self._check()
+        await _changing(self._files.remove(wire_path(path), Removal.DIRECTORY))
 
     async def remove(self, path: bytes) -> None:
-        raise asyncssh.SFTPOpUnsupported("remove is not supported through Steun yet")
+        self._check()
+        await _changing(self._files.remove(wire_path(path), Removal.NOT_DIRECTORY))
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPOpUnsupported("rename is not supported through Steun yet")
+        # SFTP v3 rename refuses an existing target (as sshd's sftp-server does); posix-rename replaces it.
+        self._check()
+        await _changing(self._files.rename(wire_path(oldpath), wire_path(newpath)))
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPOpUnsupported("rename is not supported through Steun yet")
+        self._check()
+        await _changing(
+            self._files.rename(wire_path(oldpath), wire_path(newpath), overwrite=Overwrite.REPLACE)
+        )
 
     async def readlink(self, path: bytes) -> bytes:
         raise asyncssh.SFTPOpUnsupported("links are followed by the agent, not read")
@@ -328,6 +340,13 @@ class SteunSFTPServer(asyncssh.SFTPServer):
 
     async def link(self, oldpath: bytes, newpath: bytes) -> None:
         raise asyncssh.SFTPOpUnsupported("creating links is not supported through Steun")
+
+
+async def _changing(request: Awaitable[None]) -> None:
+    try:
+        await request
+    except RemoteFileError as exc:
+        raise _sftp_error(exc) from None
 
 
 def _signal(name: str) -> Signal | None:
