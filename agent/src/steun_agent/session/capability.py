@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _UNKNOWN_SESSION = "unknown-session-0000"
 _AUDIT_TIMEOUT = 10.0
+#: How long a new offer waits for a session that is already ending (its Stop bound plus its audit).
+_ENDING_WAIT = 8.0
 
 
 def _claimed_session_id(offer_b64: str) -> str:
@@ -94,6 +96,10 @@ class SessionCapability:
 
     async def _on_offer(self, request: Request) -> Payload:
         assert isinstance(request, SessionOfferRequest)
+        if self.busy and self.runner is not None and self.runner.ending and self._task is not None:
+            # the last session is closing (scp right after ssh, say): let it finish rather than refuse
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), _ENDING_WAIT)
         if self.busy:
             sid = _claimed_session_id(request.offer.offer)
             await self.audit("session.refused", sid, [], "busy: a session is already running")

@@ -265,6 +265,11 @@ class SessionRunner:
 
     # ------------------------------------------------------------------ public
 
+    @property
+    def ending(self) -> bool:
+        """The session decided to end and is closing its channels (``run`` returns within seconds)."""
+        return self._end is not None and self._end.done()
+
     def stop(self, by: str = "agent", reason: str = "stopped") -> None:
         """End the session from outside (control connection lost, agent shutting down)."""
         if self.broker is not None:
