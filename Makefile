@@ -20,3 +20,4 @@ bench:       ## reproducible measurements, each beside a baseline from the same 
 	uv run python benchmarks/fleet.py
 	uv run python benchmarks/diagnostics.py
 	uv run python benchmarks/screen.py
+	uv run python benchmarks/transfer.py

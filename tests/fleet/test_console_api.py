@@ -180,6 +180,9 @@ async def test_devices_list_and_get(server: RunningServer, console: Console) -> 
     assert [d["id"] for d in found["devices"]] == [a.device_id]
     _, found = await console.result("devices/list", query="100%_")
     assert found["devices"] == []
+    # an id is found as it is written (base64url: case matters), as `steun ssh <id>` looks it up
+    _, found = await console.result("devices/list", query=b.device_id)
+    assert [d["id"] for d in found["devices"]] == [b.device_id]
     _, detail = await console.result("device/get", device_id=b.device_id)
     assert detail["hostname"] == "beta"
     assert detail["online"] is False

@@ -102,17 +102,18 @@ def new_device_id() -> str:
 
 def _search_clause(query: str) -> sa.ColumnElement[bool] | None:
     """Every whitespace-separated term must match the hostname, OS, group or id (case-insensitive)."""
-    terms = [t.lower() for t in query.split()][:MAX_QUERY_TERMS]
+    terms = query.split()[:MAX_QUERY_TERMS]
     if not terms:
         return None
     clauses = []
     for term in terms:
+        folded = term.lower()
         clauses.append(
             sa.or_(
-                sa.func.lower(devices.c.hostname).contains(term, autoescape=True),
-                sa.func.lower(devices.c.os).contains(term, autoescape=True),
-                sa.func.lower(devices.c.group_name).contains(term, autoescape=True),
-                devices.c.id == term,
+                sa.func.lower(devices.c.hostname).contains(folded, autoescape=True),
+                sa.func.lower(devices.c.os).contains(folded, autoescape=True),
+                sa.func.lower(devices.c.group_name).contains(folded, autoescape=True),
+                devices.c.id == term,  # ids are base64url: their case matters
             )
         )
     return sa.and_(*clauses)
