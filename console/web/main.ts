@@ -42,9 +42,9 @@ function pageFor(current: Session, route: Route): View {
     case "devices":
       return devicesView(current.socket);
     case "device":
-      return deviceView(current.socket, route.id);
+      return deviceView(current.socket, route.id, current.user.role);
     case "support":
-      return supportView(current.socket);
+      return supportView(current.socket, current.user.role);
     case "session":
       return sessionView(current.socket, route.id);
     case "account":

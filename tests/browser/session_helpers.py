@@ -24,9 +24,15 @@ from typing import Any, Protocol
 import pytest
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
+from steun_agent.capabilities.inventory import InventoryCapability
+from steun_agent.config import AgentConfig
+from steun_agent.enrollment import enroll
+from steun_agent.policy import Mode, Policy
+from steun_agent.runtime import Runtime
+from steun_agent.session import SessionCapability, SessionSettings
 from steun_protocol import screen
-from steun_protocol.auth import b64decode, b64encode, public_key_bytes
+from steun_protocol.auth import EnrollmentToken, b64decode, b64encode, public_key_bytes
 from steun_protocol.frames import Frame, FrameType, decode_frame, encode_frame
 from steun_protocol.session import (
     SESSION_VERSION,
@@ -49,7 +55,11 @@ from steun_protocol.session import (
 from steun_protocol.sessionplane import Channel
 from websockets.asyncio.client import ClientConnection
 
+from tests.agent.fakes import FakeBackend
+from tests.session_agent.fakes import ScriptedUI
 from tests.support.waiting import scaled, wait_for
+
+from .helpers import sign_in_as_admin
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HARNESS_DIR = ROOT / "console" / "harness-dist"
@@ -356,3 +366,72 @@ async def running_harness() -> AsyncIterator[HarnessServer]:
         yield server
     finally:
         await server.stop()
+
+
+# --------------------------------------------------------------------------------------------- the real agent
+
+
+@dataclass
+class RealAgent:
+    """The agent runtime in this process (enrolled with a real token), answering offers through the real relay.
+
+    ``ui`` answers the consent prompts from its script; ``runner`` is the running session's ``SessionRunner``
+    (its ``shell`` / ``chat`` services are the agent's side of the Terminal and Chat tabs).
+    """
+
+    runtime: Runtime
+    sessions: SessionCapability
+    ui: ScriptedUI
+    device_id: str
+    hostname: str
+
+    @property
+    def runner(self) -> Any:
+        assert self.sessions.runner is not None, "no session has reached this agent"
+        return self.sessions.runner
+
+
+@contextlib.asynccontextmanager
+async def real_agent(
+    server: Any, state_dir: pathlib.Path, answers: list[str], *, hostname: str
+) -> AsyncIterator[RealAgent]:
+    config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
+    state = await enroll(server.url, EnrollmentToken.parse(await server.create_enrollment_token()), config)
+    ui = ScriptedUI(answers)
+    sessions = SessionCapability(
+        org_public_key=state.org_public_key,
+        identity=state.private_key,
+        device_id=state.device_id,
+        settings=SessionSettings(
+            server_url=state.server_url,
+            pin=state.spki_sha256,
+            policy=Policy(),
+            mode=Mode.ATTENDED,
+            ui=ui,
+            handshake_timeout=scaled(30),
+        ),
+    )
+    backend = FakeBackend()
+    backend.hostname = hostname
+    runtime = Runtime(
+        state, config, backend, [InventoryCapability(backend, config.inventory_interval), sessions]
+    )
+    running = asyncio.create_task(runtime.run())
+    try:
+        async with asyncio.timeout(scaled(20)):
+            await runtime.wait_online()
+        yield RealAgent(runtime, sessions, ui, state.device_id, hostname)
+    finally:
+        runtime.stop()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def start_console_session(page: Page, server: Any, agent: RealAgent, reason: str) -> None:
+    """Sign in, open the agent's device page and request control, as a technician does; returns once the
+    user allowed it and the session's tabs are shown."""
+    await sign_in_as_admin(page, server)
+    await page.get_by_role("link", name=agent.hostname, exact=True).click()
+    card = page.locator("section").filter(has=page.get_by_role("heading", name="Remote support"))
+    await card.get_by_label("Reason").fill(reason)
+    await card.get_by_role("button", name="Request control").click()
+    await expect(page.get_by_role("tab", name="Screen")).to_be_visible(timeout=scaled(30) * 1000)

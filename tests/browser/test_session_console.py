@@ -27,10 +27,11 @@ from tests.support.agent_client import (
     online_agent,
     sample_inventory,
 )
+from tests.support.api import ApiClient, create_user
 from tests.support.server import RunningServer
 from tests.support.waiting import scaled
 
-from .helpers import sign_in_as_admin
+from .helpers import sign_in, sign_in_as_admin
 from .session_helpers import ClientSideSocket, RelayPeer
 
 pytestmark = pytest.mark.browser
@@ -57,6 +58,8 @@ async def test_device_page_offers_request_control(page: Page, server: RunningSer
     await expect(card.get_by_label("View the screen")).to_be_disabled()
     await expect(card.get_by_label("Control mouse and keyboard")).to_be_checked()
     await expect(card.get_by_label("Clipboard")).not_to_be_checked()
+    for more in ("Chat", "Command line", "Files"):  # an admin may ask for all of them; none is preselected
+        await expect(card.get_by_label(more, exact=True)).not_to_be_checked()
     await expect(card.get_by_label("Reason")).to_be_visible()
     submit = card.get_by_role("button", name="Request control")
     await expect(submit).to_be_enabled()
@@ -182,3 +185,22 @@ async def test_quick_support_end_to_end(page: Page, server: RunningServer) -> No
     await show_a_frame(peer, page)
     await peer.close()
     await agent.close()
+
+
+async def test_a_technician_is_not_offered_what_their_role_may_not_ask(
+    page: Page, server: RunningServer, admin_api: ApiClient
+) -> None:
+    # shell and files need a specialist (the server refuses them to a technician anyway)
+    password = await create_user(admin_api, "tess", "technician")
+    await sign_in(page, "tess", password)
+    identity = await enroll_new(server.url, await server.create_enrollment_token(), hostname="pc-receptie")
+    agent = await online_agent(server.url, identity)
+    try:
+        await agent.send_inventory(sample_inventory("pc-receptie"))
+        await page.get_by_role("link", name="pc-receptie", exact=True).click()
+        card = page.locator("section").filter(has=page.get_by_role("heading", name="Remote support"))
+        await expect(card.get_by_label("Chat", exact=True)).to_be_visible()
+        await expect(card.get_by_label("Command line", exact=True)).to_have_count(0)
+        await expect(card.get_by_label("Files", exact=True)).to_have_count(0)
+    finally:
+        await agent.close()

@@ -1,5 +1,6 @@
 // One device: its live state, metrics and the inventory its agent reported, updated as it changes.
 
+import type { Role } from "../lib/api";
 import { clip, h, replaceChildren, type Child } from "../lib/dom";
 import { formatBytes, formatDateTime, formatDuration, formatNumber, formatPercent, formatRelative } from "../lib/format";
 import { language, onLanguageChange, t } from "../lib/i18n";
@@ -240,7 +241,7 @@ function packagesPanel(): { el: HTMLElement; update(inv: Inventory | null): void
   };
 }
 
-export function deviceView(socket: ConsoleSocket, deviceId: string): View {
+export function deviceView(socket: ConsoleSocket, deviceId: string, role: Role): View {
   let detail: DeviceDetail | null = null;
   let error: string | null = null;
 
@@ -265,7 +266,7 @@ export function deviceView(socket: ConsoleSocket, deviceId: string): View {
     card("device.section_users", users),
     card("device.section_packages", packages.el),
   );
-  const remote = requestControlForm(socket);
+  const remote = requestControlForm(socket, role);
   const diagnostics = diagnosticsSection(socket, deviceId);
   const noInventory = h("div", { class: "card" }, emptyState("device.no_inventory"));
   const content = h(

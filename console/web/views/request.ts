@@ -4,6 +4,7 @@ import "../session/session.css";
 import { h } from "../lib/dom";
 import { navigate } from "../lib/router";
 import { busy, errorArea, errorText, field, nextId } from "../lib/ui";
+import type { Role } from "../lib/api";
 import type { ConsoleSocket } from "../lib/ws";
 import type { Capability } from "../session/crypto";
 import { requestSession, sessionHref } from "../session/request";
@@ -14,7 +15,13 @@ export interface RequestTarget {
   online: boolean;
 }
 
-const OPTIONAL: Capability[] = ["control", "clipboard"];
+const OPTIONAL: Capability[] = ["control", "clipboard", "chat", "shell", "files"];
+/** What the server lets a role ask for (steun_server.sessions.service.CAPABILITY_ROLES); the rest is not offered. */
+const NEEDS_SPECIALIST: ReadonlySet<Capability> = new Set<Capability>(["shell", "files"]);
+
+function offered(capability: Capability, role: Role): boolean {
+  return !NEEDS_SPECIALIST.has(capability) || role === "specialist" || role === "admin";
+}
 
 function checkbox(capability: Capability, checked: boolean, disabled = false): { el: HTMLElement; input: HTMLInputElement } {
   const id = nextId(`cap-${capability}`);
@@ -23,10 +30,16 @@ function checkbox(capability: Capability, checked: boolean, disabled = false): {
 }
 
 /** The form; `update` follows the device (a request needs it online). */
-export function requestControlForm(socket: ConsoleSocket): { el: HTMLElement; update(target: RequestTarget | null): void } {
+export function requestControlForm(
+  socket: ConsoleSocket,
+  role: Role,
+): { el: HTMLElement; update(target: RequestTarget | null): void } {
   let target: RequestTarget | null = null;
   const view = checkbox("view", true, true);
-  const optional = OPTIONAL.map((capability) => ({ capability, ...checkbox(capability, capability === "control") }));
+  const optional = OPTIONAL.filter((capability) => offered(capability, role)).map((capability) => ({
+    capability,
+    ...checkbox(capability, capability === "control"),
+  }));
   const reason = h("input", {
     attrs: { type: "text", name: "reason", maxlength: 200, autocomplete: "off" },
     tPlaceholder: "session.request_reason_placeholder",

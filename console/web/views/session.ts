@@ -1,15 +1,16 @@
 // The remote session viewer: handshake status and the six-digit code, then (after the user allowed it) the
-// screen on a canvas with toolbar, keyboard capture, clipboard and connection quality.
+// session's tabs: the screen on a canvas with toolbar, keyboard capture, clipboard and connection quality; the
+// terminal; files; chat.
 //
-// The screen appears only after the agent's "granted" control message names "view": before that the
-// technician sees the code to read out and what the device is waiting for. Names, reasons and clipboard
-// text from the agent are shown as text only, clipped.
+// A tab works only once the agent's "granted" control message names its capability (view, shell, files, chat);
+// until then it offers to ask for it. Before consent the technician sees the code to read out and what the
+// device is waiting for. Names, reasons, chat and clipboard text from the agent are shown as text only, clipped.
 
 import "../session/session.css";
 import { clip, deviceHref, h, replaceChildren } from "../lib/dom";
 import { formatBytes } from "../lib/format";
 import { onLanguageChange, t } from "../lib/i18n";
-import { button, card, emptyState, type View } from "../lib/ui";
+import { button, card, emptyState, nextId, type View } from "../lib/ui";
 import type { ConsoleSocket } from "../lib/ws";
 import { utf8 } from "../session/bytes";
 import type { Capability, ConsoleHandshake, SignedOffer } from "../session/crypto";
@@ -27,6 +28,9 @@ import {
   encodeSelectMonitor,
   type MonitorInfo,
 } from "../session/screenproto";
+import { createChatPanel, uploadTranscript, type TranscriptExport } from "./session-chat";
+import { createFilesPanel } from "./session-files";
+import { createTerminalPanel } from "./session-terminal";
 
 export interface ViewerOptions {
   sessionId: string;
@@ -44,7 +48,25 @@ export interface ViewerOptions {
   extend?: (capabilities: Capability[]) => Promise<SignedOffer>;
   /** Called once when the session ends, whoever ended it (tell the server). */
   onEnded?: (info: CloseInfo) => void;
+  /** Called once at the end with the chat's transcript, when the chat was used (keep it with the session). */
+  onTranscript?: (transcript: TranscriptExport) => void;
 }
+
+type TabId = "screen" | "terminal" | "files" | "chat";
+
+interface TabSpec {
+  id: TabId;
+  capability: Capability;
+  label: string;
+  ask: string;
+}
+
+const TABS: TabSpec[] = [
+  { id: "screen", capability: "view", label: "session.tab_screen", ask: "session.ask_view" },
+  { id: "terminal", capability: "shell", label: "session.tab_terminal", ask: "session.ask_shell" },
+  { id: "files", capability: "files", label: "session.tab_files", ask: "session.ask_files" },
+  { id: "chat", capability: "chat", label: "session.tab_chat", ask: "session.ask_chat" },
+];
 
 const QUALITIES: [number, string][] = [
   [0, "session.quality_adaptive"],
@@ -194,6 +216,83 @@ export function sessionViewer(options: ViewerOptions): View {
     clipboardStatus,
   );
 
+  // ---- the tabs: one per capability; a tab's content works once the user allowed its capability
+  let selected: TabId = "screen";
+  let consentSeen = false;
+  let unread = 0;
+  const terminal = createTerminalPanel({
+    send: (payload) => relay.send(Channel.SHELL, payload),
+    onProtocolError: (code) => fail(code),
+  });
+  const chat = createChatPanel({
+    send: (payload) => relay.send(Channel.CHAT, payload),
+    onUnread: (count) => {
+      unread = count;
+      renderTabs();
+    },
+    onProtocolError: (code) => fail(code),
+  });
+  const files = createFilesPanel({ send: (payload) => relay.send(Channel.FILES, payload) });
+  const contents: Record<TabId, HTMLElement> = {
+    screen: h("div", { class: "session-screen-panel" }, toolbar, viewport, clipboardPanel),
+    terminal: terminal.el,
+    files: files.el,
+    chat: chat.el,
+  };
+  const chatBadge = h("span", { class: "session-tab-badge", attrs: { hidden: true }, dataset: { testid: "chat-unread" } });
+  const tabs = TABS.map((spec) => {
+    const tabId = nextId(`tab-${spec.id}`);
+    const panelId = nextId(`panel-${spec.id}`);
+    const tab = h(
+      "button",
+      {
+        class: "session-tab",
+        id: tabId,
+        attrs: { type: "button", role: "tab", "aria-controls": panelId, "aria-selected": "false", tabindex: -1 },
+        dataset: { tab: spec.id },
+      },
+      h("span", { t: spec.label }),
+      spec.id === "chat" ? chatBadge : null,
+    );
+    tab.addEventListener("click", () => select(spec.id));
+    const gateLine = h("p", { class: "session-gate-text" });
+    const askButton = button(spec.ask, () => ask(spec.capability), "primary");
+    const gate = h("div", { class: "session-gate", attrs: { hidden: true } }, gateLine, askButton);
+    const content = contents[spec.id];
+    // A panel is named by its tab, except the screen's: "Screen" already names the monitor picker inside it.
+    const panel = h(
+      "section",
+      {
+        class: ["session-panel", `session-panel-${spec.id}`],
+        id: panelId,
+        attrs: { role: "tabpanel", "aria-labelledby": spec.id === "screen" ? null : tabId, hidden: true },
+        ...(spec.id === "screen" ? { tLabel: "session.panel_screen" } : {}),
+      },
+      gate,
+      content,
+    );
+    return { spec, tab, panel, gate, gateLine, askButton, content };
+  });
+  const tabBar = h(
+    "div",
+    { class: "session-tabs", attrs: { role: "tablist", hidden: true }, tLabel: "session.tabs" },
+    tabs.map((entry) => entry.tab),
+  );
+  tabBar.addEventListener("keydown", (event) => {
+    // The ARIA tabs pattern: arrows move between tabs, Home/End to the first/last.
+    const index = TABS.findIndex((spec) => spec.id === selected);
+    const next =
+      event.key === "ArrowRight" ? (index + 1) % TABS.length
+      : event.key === "ArrowLeft" ? (index + TABS.length - 1) % TABS.length
+      : event.key === "Home" ? 0
+      : event.key === "End" ? TABS.length - 1
+      : -1;
+    if (next < 0) return;
+    event.preventDefault();
+    select(TABS[next]!.id);
+    tabs[next]!.tab.focus();
+  });
+
   const endPanel = h("div", { class: "session-ended card", attrs: { hidden: true, role: "alert" } });
   const title = h("h1", { class: "session-title" });
   const el = h(
@@ -205,9 +304,8 @@ export function sessionViewer(options: ViewerOptions): View {
     sasPanel,
     notices,
     endPanel,
-    toolbar,
-    viewport,
-    clipboardPanel,
+    tabBar,
+    tabs.map((entry) => entry.panel),
   );
 
   // ---- the relay
@@ -251,6 +349,16 @@ export function sessionViewer(options: ViewerOptions): View {
       }
       input.enabled = granted.includes("control");
       if (!input.enabled) input.release();
+      if (!consentSeen && granted.length > 0) {
+        consentSeen = true;
+        // Open on the first tab the user allowed (the screen, unless viewing was refused).
+        const first = TABS.find((spec) => granted.includes(spec.capability));
+        if (first) select(first.id);
+      }
+      // The tabs first: a panel that becomes usable must be visible before it opens (xterm measures itself).
+      renderTabs();
+      terminal.setGranted(granted.includes("shell"));
+      chat.setGranted(granted.includes("chat"));
       render();
     } else if (message.type === "refused" && message.channel === Channel.CONTROL && asked.size > 0) {
       // The agent did not pass the request on to its user (an offer it does not trust, another one pending).
@@ -269,6 +377,19 @@ export function sessionViewer(options: ViewerOptions): View {
     if (channel === Channel.SCREEN) {
       // Nothing is painted before the user allowed viewing.
       decoder?.push(payload);
+      return;
+    }
+    // Nothing reaches a tab whose capability the user has not allowed.
+    if (channel === Channel.SHELL) {
+      if (granted.includes("shell")) terminal.onData(payload);
+      return;
+    }
+    if (channel === Channel.CHAT) {
+      if (granted.includes("chat")) chat.onData(payload);
+      return;
+    }
+    if (channel === Channel.FILES) {
+      if (granted.includes("files")) files.onData(payload);
       return;
     }
     if ((channel === Channel.CLIPBOARD || channel === Channel.INPUT) && granted.includes("clipboard")) {
@@ -294,10 +415,7 @@ export function sessionViewer(options: ViewerOptions): View {
       onMonitors: (monitors) => renderMonitors(monitors),
       onClipboard: (text) => showClipboard(text),
       onFrameSize: () => layout(),
-      onError: (code) => {
-        end({ code, detail: "" });
-        relay.stop(code);
-      },
+      onError: (code) => fail(code),
     });
     decoder.window = MAX_IN_FLIGHT;
     configure();
@@ -362,6 +480,49 @@ export function sessionViewer(options: ViewerOptions): View {
     }
     stack.style.width = `${Math.max(1, Math.floor(width * scale))}px`;
     stack.style.height = `${Math.max(1, Math.floor(height * scale))}px`;
+  }
+
+  /** The agent broke a channel's protocol: the session ends (no half-working session). */
+  function fail(code: string): void {
+    end({ code, detail: "" });
+    relay.stop(code);
+  }
+
+  function select(id: TabId): void {
+    selected = id;
+    if (id !== "screen") input.release();
+    renderTabs();
+    terminal.setVisible(id === "terminal");
+    chat.setVisible(id === "chat");
+    if (id === "screen") layout();
+  }
+
+  function gateText(spec: TabSpec): string {
+    const name = t(`session.cap_${spec.capability}`);
+    if (ended) return t("session.gate_ended", { capability: name });
+    if (asked.has(spec.capability)) return t("session.asked");
+    if (denied.includes(spec.capability)) return t("session.gate_denied", { capability: name });
+    return t("session.gate_not_granted", { capability: name });
+  }
+
+  function renderTabs(): void {
+    const live = relayState === "established" && ended === null;
+    tabBar.hidden = !consentSeen;
+    for (const { spec, tab, panel, gate, gateLine, askButton, content } of tabs) {
+      const on = spec.id === selected;
+      const allowed = granted.includes(spec.capability);
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
+      tab.classList.toggle("session-tab-locked", !allowed);
+      panel.hidden = !consentSeen || !on;
+      gate.hidden = allowed;
+      content.hidden = !allowed;
+      gateLine.textContent = gateText(spec);
+      askButton.hidden = !live || asked.has(spec.capability);
+    }
+    chatBadge.hidden = unread === 0;
+    chatBadge.textContent = unread > 0 ? String(unread) : "";
+    chatBadge.setAttribute("aria-label", t("session.chat_unread", { count: unread }));
   }
 
   function renderKeyboard(): void {
@@ -466,6 +627,7 @@ export function sessionViewer(options: ViewerOptions): View {
       );
       endPanel.hidden = false;
     }
+    renderTabs();
     renderKeyboard();
     renderStats();
     layout();
@@ -477,7 +639,10 @@ export function sessionViewer(options: ViewerOptions): View {
     input.enabled = false;
     input.release();
     decoder?.dispose();
+    terminal.end();
+    chat.end();
     if (document.fullscreenElement === viewport) void document.exitFullscreen().catch(() => undefined);
+    if (chat.used()) options.onTranscript?.(chat.transcript());
     options.onEnded?.(info);
     render();
   }
@@ -517,6 +682,9 @@ export function sessionViewer(options: ViewerOptions): View {
       relay.stop(t("session.stop_reason"));
       input.dispose();
       decoder?.dispose();
+      terminal.dispose();
+      chat.dispose();
+      files.dispose();
       resize.disconnect();
       document.removeEventListener("fullscreenchange", onFullscreen);
       window.clearInterval(ticker);
@@ -551,6 +719,12 @@ export function sessionView(socket: ConsoleSocket, sessionId: string): View {
     onEnded() {
       socket.request("session/stop", { session_id: session.session_id }).catch(() => {
         // The relay closes the session anyway; the server only cleans up sooner.
+      });
+    },
+    onTranscript(transcript) {
+      uploadTranscript(session.session_id, transcript).catch((err: unknown) => {
+        // The session is over either way; a transcript the server did not take is only logged.
+        console.warn("the chat transcript was not saved", err);
       });
     },
   });

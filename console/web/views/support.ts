@@ -1,5 +1,6 @@
 // Quick support: a 9-digit code the user types into the quick-support agent; when they do, start a session.
 
+import type { Role } from "../lib/api";
 import "../session/session.css";
 import { clip, h, replaceChildren } from "../lib/dom";
 import { onLanguageChange, t } from "../lib/i18n";
@@ -53,7 +54,7 @@ function formatCountdown(ms: number): string {
   return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
 }
 
-export function supportView(socket: ConsoleSocket): View {
+export function supportView(socket: ConsoleSocket, role: Role): View {
   type State =
     | { kind: "idle" }
     | { kind: "creating" }
@@ -66,7 +67,7 @@ export function supportView(socket: ConsoleSocket): View {
   let subscription: Subscription | null = null;
 
   const body = h("div", { class: "support-body" });
-  const request = requestControlForm(socket);
+  const request = requestControlForm(socket, role);
   const el = h(
     "div",
     { class: "support-page" },
