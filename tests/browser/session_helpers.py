@@ -25,14 +25,8 @@ import pytest
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Page, expect
-from steun_agent.capabilities.inventory import InventoryCapability
-from steun_agent.config import AgentConfig
-from steun_agent.enrollment import enroll
-from steun_agent.policy import Mode, Policy
-from steun_agent.runtime import Runtime
-from steun_agent.session import SessionCapability, SessionSettings
 from steun_protocol import screen
-from steun_protocol.auth import EnrollmentToken, b64decode, b64encode, public_key_bytes
+from steun_protocol.auth import b64decode, b64encode, public_key_bytes
 from steun_protocol.frames import Frame, FrameType, decode_frame, encode_frame
 from steun_protocol.session import (
     SESSION_VERSION,
@@ -55,8 +49,8 @@ from steun_protocol.session import (
 from steun_protocol.sessionplane import Channel
 from websockets.asyncio.client import ClientConnection
 
-from tests.agent.fakes import FakeBackend
-from tests.session_agent.fakes import ScriptedUI
+from tests.support.real_agent import RealAgent
+from tests.support.real_agent import real_agent as shared_real_agent
 from tests.support.waiting import scaled, wait_for
 
 from .helpers import sign_in_as_admin
@@ -371,59 +365,16 @@ async def running_harness() -> AsyncIterator[HarnessServer]:
 # --------------------------------------------------------------------------------------------- the real agent
 
 
-@dataclass
-class RealAgent:
-    """The agent runtime in this process (enrolled with a real token), answering offers through the real relay.
-
-    ``ui`` answers the consent prompts from its script; ``runner`` is the running session's ``SessionRunner``
-    (its ``shell`` / ``chat`` services are the agent's side of the Terminal and Chat tabs).
-    """
-
-    runtime: Runtime
-    sessions: SessionCapability
-    ui: ScriptedUI
-    device_id: str
-    hostname: str
-
-    @property
-    def runner(self) -> Any:
-        assert self.sessions.runner is not None, "no session has reached this agent"
-        return self.sessions.runner
-
-
 @contextlib.asynccontextmanager
 async def real_agent(
     server: Any, state_dir: pathlib.Path, answers: list[str], *, hostname: str
 ) -> AsyncIterator[RealAgent]:
-    config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
-    state = await enroll(server.url, EnrollmentToken.parse(await server.create_enrollment_token()), config)
-    ui = ScriptedUI(answers)
-    sessions = SessionCapability(
-        org_public_key=state.org_public_key,
-        identity=state.private_key,
-        device_id=state.device_id,
-        settings=SessionSettings(
-            server_url=state.server_url,
-            pin=state.spki_sha256,
-            policy=Policy(),
-            mode=Mode.ATTENDED,
-            ui=ui,
-            handshake_timeout=scaled(30),
-        ),
-    )
-    backend = FakeBackend()
-    backend.hostname = hostname
-    runtime = Runtime(
-        state, config, backend, [InventoryCapability(backend, config.inventory_interval), sessions]
-    )
-    running = asyncio.create_task(runtime.run())
-    try:
-        async with asyncio.timeout(scaled(20)):
-            await runtime.wait_online()
-        yield RealAgent(runtime, sessions, ui, state.device_id, hostname)
-    finally:
-        runtime.stop()
-        await asyncio.gather(running, return_exceptions=True)
+    """The real agent runtime with its inventory (so the device page shows ``hostname``); consent from
+    ``answers``. ``agent.runner``'s ``shell`` / ``chat`` are the agent's side of the Terminal and Chat tabs."""
+    async with shared_real_agent(
+        server, state_dir, answers=answers, hostname=hostname, inventory=True
+    ) as agent:
+        yield agent
 
 
 async def start_console_session(page: Page, server: Any, agent: RealAgent, reason: str) -> None:

@@ -27,17 +27,12 @@ from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Locator, Page, expect
-from steun_agent.config import AgentConfig
-from steun_agent.enrollment import enroll
-from steun_agent.policy import Mode, Policy
-from steun_agent.runtime import Runtime
-from steun_agent.session import SessionCapability, SessionSettings
-from steun_protocol import auth as proofs
+from steun_agent.session import SessionCapability
 from steun_protocol import files
 from steun_protocol.errors import ProtocolError
 
-from tests.agent.fakes import FakeBackend
 from tests.session_agent.fakes import ScriptedUI
+from tests.support.real_agent import RealAgent, real_agent
 from tests.support.server import RunningServer
 from tests.support.waiting import scaled, wait_for
 
@@ -55,10 +50,20 @@ SLOW_SIZE = 160 * MiB
 
 @dataclass
 class Device:
-    device_id: str
+    agent: RealAgent
     root: Path
-    sessions: SessionCapability
-    ui: ScriptedUI
+
+    @property
+    def device_id(self) -> str:
+        return self.agent.device_id
+
+    @property
+    def sessions(self) -> SessionCapability:
+        return self.agent.sessions
+
+    @property
+    def ui(self) -> ScriptedUI:
+        return self.agent.ui
 
     @property
     def refused_records(self) -> int:
@@ -71,35 +76,10 @@ async def running_agent(server: RunningServer, tmp_path: Path, answers: list[str
     """An enrolled agent whose files are rooted in tmp_path/home; consent answered from ``answers``."""
     root = tmp_path / "home"
     root.mkdir()
-    state_dir = tmp_path / "agent-state"
-    state_dir.mkdir(mode=0o700)
-    config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
-    token = proofs.EnrollmentToken.parse(await server.create_enrollment_token())
-    state = await enroll(server.url, token, config, hostname="pc-bestanden")
-    ui = ScriptedUI(answers)
-    sessions = SessionCapability(
-        org_public_key=state.org_public_key,
-        identity=state.private_key,
-        device_id=state.device_id,
-        settings=SessionSettings(
-            server_url=state.server_url,
-            pin=state.spki_sha256,
-            policy=Policy(),
-            mode=Mode.ATTENDED,
-            ui=ui,
-            handshake_timeout=scaled(30),
-            files_root=str(root),
-        ),
-    )
-    runtime = Runtime(state, config, FakeBackend(), [sessions])
-    running = asyncio.create_task(runtime.run())
-    try:
-        async with asyncio.timeout(scaled(20)):
-            await runtime.wait_online()
-        yield Device(state.device_id, root, sessions, ui)
-    finally:
-        runtime.stop()
-        await asyncio.gather(running, return_exceptions=True)
+    async with real_agent(
+        server, tmp_path / "agent-state", answers=answers, files_root=root, hostname="pc-bestanden"
+    ) as agent:
+        yield Device(agent, root)
 
 
 @pytest.fixture

@@ -16,11 +16,9 @@ from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from steun_agent.config import AgentConfig
-from steun_agent.enrollment import enroll
 from steun_agent.policy import Mode, Policy
 from steun_agent.runtime import Runtime
-from steun_agent.session import SessionCapability, SessionSettings
+from steun_agent.session import SessionCapability
 from steun_protocol import auth as proofs
 from steun_protocol.frames import Frame, FrameType
 from steun_protocol.session import (
@@ -35,10 +33,10 @@ from steun_protocol.session import (
 )
 from steun_protocol.sessionplane import Channel, Granted, Stop, decode_control
 
-from tests.agent.fakes import FakeBackend
 from tests.session_agent.fakes import ScriptedUI
 from tests.sessions.helpers import Console, RelayEnd, console_end
 from tests.support.api import ApiClient
+from tests.support.real_agent import RealAgent, real_agent
 from tests.support.server import RunningServer
 from tests.support.waiting import scaled
 
@@ -130,37 +128,32 @@ async def live_session(
 ) -> AsyncIterator[LiveSession]:
     """A granted session on a freshly enrolled agent (attended: shell and files act as this user; service:
     as the policy's ``shell_account``)."""
-    state_dir = tmp_path / "agent-state"
-    state_dir.mkdir(mode=0o700)
-    config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
-    state = await enroll(
-        server.url, proofs.EnrollmentToken.parse(await server.create_enrollment_token()), config
-    )
-    ui = ScriptedUI(answers if answers is not None else ["accept"])
-    sessions = SessionCapability(
-        org_public_key=state.org_public_key,
-        identity=state.private_key,
-        device_id=state.device_id,
-        settings=SessionSettings(
-            server_url=state.server_url,
-            pin=state.spki_sha256,
-            policy=policy or Policy(),
+    async with (
+        real_agent(
+            server,
+            tmp_path / "agent-state",
+            answers=answers,
+            policy=policy,
             mode=mode,
-            ui=ui,
-            handshake_timeout=scaled(15),
-            files_root=files_root,
-        ),
-    )
-    runtime = Runtime(state, config, FakeBackend(), [sessions])
-    running = asyncio.create_task(runtime.run())
+            files_root=Path(files_root) if files_root is not None else None,
+            handshake_timeout=15,
+        ) as agent,
+        _session(server, agent, capabilities) as live,
+    ):
+        yield live
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    server: RunningServer, agent: RealAgent, capabilities: list[str]
+) -> AsyncIterator[LiveSession]:
+    state, sessions, ui = agent.state, agent.sessions, agent.ui
     end: RelayEnd | None = None
     live: LiveSession | None = None
     async with ApiClient(server.url) as admin_api:
         await admin_api.login_ok(server.admin_username, server.admin_password)
         console = await Console.open(admin_api)
         try:
-            async with asyncio.timeout(scaled(20)):
-                await runtime.wait_online()
             hs = ConsoleHandshake(Ed25519PrivateKey.generate())
             _, session = await console.result(
                 "session/request",
@@ -179,7 +172,7 @@ async def live_session(
             live = LiveSession(
                 server,
                 sessions,
-                runtime,
+                agent.runtime,
                 end,
                 sealer,
                 opener,
@@ -193,8 +186,6 @@ async def live_session(
             live.granted = granted
             yield live
         finally:
-            runtime.stop()
-            await asyncio.gather(running, return_exceptions=True)
             if live is not None and live._pump is not None:
                 live._pump.cancel()
                 await asyncio.gather(live._pump, return_exceptions=True)

@@ -10,21 +10,15 @@ from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from steun_agent.config import AgentConfig
-from steun_agent.enrollment import enroll
-from steun_agent.policy import Mode, Policy
-from steun_agent.runtime import Runtime
-from steun_agent.session import SessionCapability, SessionSettings
 from steun_protocol import auth as proofs
 from steun_protocol.frames import Frame, FrameType
 from steun_protocol.screen import Key, encode
 from steun_protocol.session import Accept, Confirm, ConsoleHandshake, RecordType, SignedOffer, record_layer
 from steun_protocol.sessionplane import Channel, Granted, Refused, Stop, decode_control
 
-from tests.agent.fakes import FakeBackend
-from tests.session_agent.fakes import ScriptedUI
 from tests.sessions.helpers import Console, console_end
 from tests.support.api import ApiClient
+from tests.support.real_agent import real_agent
 from tests.support.server import RunningServer
 from tests.support.waiting import scaled
 
@@ -39,33 +33,15 @@ def signed_name(signed: SignedOffer) -> str:
 
 async def test_request_control_on_an_enrolled_device(server_any_db: RunningServer, tmp_path: Path) -> None:
     server = server_any_db
-    config = AgentConfig(state_dir=tmp_path, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
-    state = await enroll(
-        server.url, proofs.EnrollmentToken.parse(await server.create_enrollment_token()), config
-    )
-    ui = ScriptedUI(["accept"])
-    sessions = SessionCapability(
-        org_public_key=state.org_public_key,
-        identity=state.private_key,
-        device_id=state.device_id,
-        settings=SessionSettings(
-            server_url=state.server_url,
-            pin=state.spki_sha256,
-            policy=Policy(),
-            mode=Mode.ATTENDED,
-            ui=ui,
-            handshake_timeout=scaled(15),
-        ),
-    )
-    runtime = Runtime(state, config, FakeBackend(), [sessions])
-    running = asyncio.create_task(runtime.run())
     end = None
-    async with ApiClient(server.url) as admin_api:
+    async with (
+        real_agent(server, tmp_path / "agent", handshake_timeout=15) as agent,
+        ApiClient(server.url) as admin_api,
+    ):
+        state, sessions, ui, runtime = agent.state, agent.sessions, agent.ui, agent.runtime
         await admin_api.login_ok(server.admin_username, server.admin_password)
         console = await Console.open(admin_api)
         try:
-            async with asyncio.timeout(scaled(20)):
-                await runtime.wait_online()
             technician = Ed25519PrivateKey.generate()
             hs = ConsoleHandshake(technician)
             _, session = await console.result(
@@ -121,8 +97,6 @@ async def test_request_control_on_an_enrolled_device(server_any_db: RunningServe
             for name in ("session.requested", "consent.granted", "session.start", "session.stop"):
                 assert name in names, names
         finally:
-            runtime.stop()
-            await asyncio.gather(running, return_exceptions=True)
             if end is not None:
                 await end.close()
             await console.close()
