@@ -1,5 +1,6 @@
-"""``steun files ls|get|put`` end to end: the technician CLI, the real server and relay, the agent's files
-service on the other end of a sealed session; progress on stderr, hashes checked, resume after a cut."""
+"""``steun files ls|get|put`` end to end: the technician CLI, the real server and relay, the files service of
+the real agent runtime on the other end of a sealed session; progress on stderr, hashes checked, resume after
+a cut."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 
 from steun_protocol.session import Capability
 
-from tests.shell.agent_end import ServicesAgent
-from tests.shell.native import DEVICE, Tech
+from tests.shell.native import DEVICE, RealDevice, Tech
 
 CLI = [sys.executable, "-m", "steun_server.techcli", "files"]
 
 
-async def test_files_put_get_and_ls(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_files_put_get_and_ls(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     local = tmp_path / "report été.bin"
     local.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
     code, _, err = await tech.run([*CLI, "put", DEVICE, str(local), "in/report.bin"])
@@ -44,7 +44,7 @@ async def test_files_put_get_and_ls(device: ServicesAgent, tech: Tech, tmp_path:
 
 
 async def test_a_cut_download_resumes_from_its_partial(
-    device: ServicesAgent, tech: Tech, tmp_path: Path
+    device: RealDevice, tech: Tech, tmp_path: Path
 ) -> None:
     data = os.urandom(4 * 1024 * 1024)
     (device.root / "big.bin").write_bytes(data)
@@ -55,15 +55,13 @@ async def test_a_cut_download_resumes_from_its_partial(
     assert dest.read_bytes() == data
 
 
-async def test_files_needs_the_users_consent(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_files_needs_the_users_consent(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     device.grant = frozenset({Capability.SHELL})
     code, _, err = await tech.run([*CLI, "ls", DEVICE])
     assert code == 4 and b"did not allow: files" in err
 
 
-async def test_traversal_is_refused_through_the_cli(
-    device: ServicesAgent, tech: Tech, tmp_path: Path
-) -> None:
+async def test_traversal_is_refused_through_the_cli(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     code, _, err = await tech.run([*CLI, "get", DEVICE, "../../etc/passwd", str(tmp_path / "p")])
     assert code == 1 and b"path_invalid" in err
     code, _, err = await tech.run([*CLI, "get", DEVICE, "/etc/passwd", str(tmp_path / "p")])

@@ -445,3 +445,16 @@ class SupportControl:
         self._conn.send_request(request)
         for data in self._conn.data_to_send():
             await self._ws.send(data)
+
+
+class ConsentingUI(ScriptedUI):
+    """A ScriptedUI whose user gives every prompt the same ``answer`` (``accept`` or ``deny``), however many
+    sessions come; the test may change ``answer`` between them."""
+
+    def __init__(self, answer: str = "accept") -> None:
+        super().__init__([])
+        self.answer = answer
+
+    async def ask_consent(self, prompt: ConsentPrompt) -> Answer:
+        self.answers = [self.answer]
+        return await super().ask_consent(prompt)

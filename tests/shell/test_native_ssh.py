@@ -2,14 +2,16 @@
 the real server and relay, to the agent's shell and files services on the other end of a sealed session.
 
 The technician signs in with the real CLI (``python -m steun_server.techcli login``); every ssh/scp/sftp run
-starts a new end-to-end session, which the device (tests/shell/agent_end.py) accepts for what its "user"
-grants. Nothing here mocks Steun: the only stand-in is the person answering the consent prompt."""
+starts a new end-to-end session, which the real agent runtime (``RealDevice`` in native.py) accepts for what
+its user grants, one session at a time. What the agent did is read from the server's audit chain. Nothing
+here mocks Steun: the only stand-in is the person answering the consent prompt and pressing Stop."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import pwd
 import socket
 import sys
 from pathlib import Path
@@ -19,33 +21,36 @@ from steun_protocol.session import Capability
 
 from tests.support.waiting import scaled, wait_for
 
-from .agent_end import ServicesAgent
 from .helpers import alive
-from .native import DEVICE, Tech
+from .native import DEVICE, RealDevice, Tech
 
 # OpenSSH's client is installed by scripts/bootstrap --tests; without it these tests fail, they do not skip.
 
 NON_ASCII = "é ç ë €"
 
 
-async def test_ssh_runs_a_command_with_its_exit_status_and_utf8(device: ServicesAgent, tech: Tech) -> None:
+async def test_ssh_runs_a_command_with_its_exit_status_and_utf8(device: RealDevice, tech: Tech) -> None:
     code, out, err = await tech.ssh(command=f"printf '%s\\n' '{NON_ASCII}'; echo to-stderr >&2; exit 3")
     assert code == 3, err.decode()
     assert out == f"{NON_ASCII}\n".encode()  # pipes: no CR, no echo
     assert b"to-stderr" in err
     assert b"security code" in err  # told to the technician, to compare with the user's screen
-    starts = [e for e in device.shell_events if e.name == "shell.start"]
-    assert starts and starts[-1].command.startswith("printf")
+    await device.wait_idle()
+    (start,) = await device.events("shell.start")
+    assert start.detail["command"].startswith("printf")
+    assert start.detail["account"] == pwd.getpwuid(os.geteuid()).pw_name  # attended: as the agent's user
+    (end,) = await device.events("shell.end")
+    assert (end.detail["pid"], end.detail["status"]) == (start.detail["pid"], 3)
 
 
-async def test_ssh_stdin_reaches_the_command_and_ends_it(device: ServicesAgent, tech: Tech) -> None:
+async def test_ssh_stdin_reaches_the_command_and_ends_it(device: RealDevice, tech: Tech) -> None:
     data = os.urandom(300_000)
     code, out, err = await tech.ssh(command="sha256sum", stdin=data)
     assert code == 0, err.decode()
     assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
-async def test_an_interactive_shell_with_a_terminal(device: ServicesAgent, tech: Tech) -> None:
+async def test_an_interactive_shell_with_a_terminal(device: RealDevice, tech: Tech) -> None:
     proc = await asyncio.create_subprocess_exec(
         *tech.openssh("ssh", "-tt"),
         stdin=asyncio.subprocess.PIPE,
@@ -62,15 +67,15 @@ async def test_an_interactive_shell_with_a_terminal(device: ServicesAgent, tech:
 
     proc.stdin.write(b"stty size; sleep 300\n")
     await until(b"24 80")  # ssh asked for a terminal; without a local one it has no size, we give 80x24
-    starts = [e for e in device.shell_events if e.name == "shell.start"]
-    await wait_for(lambda: _has_child(starts[-1].pid, "sleep"), what="sleep to start")
+    pid = (await device.wait_event("shell.start")).detail["pid"]
+    await wait_for(lambda: _has_child(pid, "sleep"), what="sleep to start")
     proc.stdin.write(b"\x03")  # typed by the technician: the agent's terminal makes it SIGINT
     proc.stdin.write(b"echo after-$?\nexit 6\n")
     await until(b"after-130")
     assert await asyncio.wait_for(proc.wait(), scaled(30)) == 6
 
 
-async def test_scp_both_ways_with_a_non_ascii_name(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_scp_both_ways_with_a_non_ascii_name(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     local = tmp_path / "rapport.bin"
     local.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
     code, _, err = await tech.run(tech.openssh("scp", str(local), f"{DEVICE}:{NON_ASCII}.bin"))
@@ -82,7 +87,7 @@ async def test_scp_both_ways_with_a_non_ascii_name(device: ServicesAgent, tech: 
     assert back.read_bytes() == local.read_bytes()
 
 
-async def test_legacy_scp_protocol(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_legacy_scp_protocol(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     (device.root / "old.txt").write_text("legacy")
     code, _, err = await tech.run(tech.openssh("scp", "-O", f"{DEVICE}:old.txt", str(tmp_path / "old.txt")))
     assert code == 0, err.decode()
@@ -90,7 +95,7 @@ async def test_legacy_scp_protocol(device: ServicesAgent, tech: Tech, tmp_path: 
 
 
 async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
-    device: ServicesAgent, tech: Tech, tmp_path: Path
+    device: RealDevice, tech: Tech, tmp_path: Path
 ) -> None:
     (device.root / "docs").mkdir()
     (device.root / "docs" / "a.txt").write_text("alpha")
@@ -117,7 +122,7 @@ async def test_sftp_lists_gets_puts_and_stays_inside_the_root(
     assert err.count(b"not found") == 2  # the link out of the root and the ".." path: refused, as if absent
 
 
-async def test_sftp_mkdir_rmdir_rm_and_rename(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_sftp_mkdir_rmdir_rm_and_rename(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     root = device.root
     (root / "full").mkdir()
     (root / "full" / "keep.txt").write_text("keep")
@@ -147,6 +152,7 @@ async def test_sftp_mkdir_rmdir_rm_and_rename(device: ServicesAgent, tech: Tech,
     beside = {p.name for p in tmp_path.iterdir()}
     code, _, err = await tech.run(tech.openssh("sftp", "-b", str(batch), DEVICE))
     assert code == 0, err.decode()
+    await device.wait_idle()  # the session's files events are in the audit chain before its session.stop
     assert not (root / "new").exists() and not (root / "renamed-dir").exists()
     assert not (root / "old.txt").exists() and not (root / "taken.txt").exists()
     assert not (root / "out").is_symlink() and (root / "out").read_text() == "old"
@@ -163,8 +169,9 @@ async def test_sftp_mkdir_rmdir_rm_and_rename(device: ServicesAgent, tech: Tech,
         'remote rmdir "/full/keep.txt": No such file or directory',
         'remote rmdir "/": Permission denied',
     ]
-    changes = [e for s in device.sessions for e in s.file_events if e.name != "files.upload"]
-    assert [(e.name, e.result) for e in changes] == [
+    changes = [e for e in await device.events("files.") if e.name != "files.upload"]
+    assert {e.session_id for e in changes} == set(await device.session_ids())  # one sftp, one session
+    assert [(e.name, e.detail["result"]) for e in changes] == [
         ("files.mkdir", "ok"), ("files.rename", "ok"), ("files.rename", "ok"), ("files.rename", "exists"),
         ("files.rename", "ok"), ("files.remove", "ok"), ("files.remove", "ok"), ("files.mkdir", "exists"),
         ("files.remove", "not_empty"), ("files.remove", "not_a_file"), ("files.remove", "not_a_directory"),
@@ -172,7 +179,7 @@ async def test_sftp_mkdir_rmdir_rm_and_rename(device: ServicesAgent, tech: Tech,
     ]  # fmt: skip
 
 
-async def test_the_users_consent_decides(device: ServicesAgent, tech: Tech, tmp_path: Path) -> None:
+async def test_the_users_consent_decides(device: RealDevice, tech: Tech, tmp_path: Path) -> None:
     device.grant = frozenset({Capability.FILES})  # the user allows files, not a shell
     code, _, err = await tech.ssh(command="echo never")
     assert code != 0
@@ -183,10 +190,12 @@ async def test_the_users_consent_decides(device: ServicesAgent, tech: Tech, tmp_
     device.grant = frozenset()  # the user says no
     code, _, err = await tech.ssh(command="echo never")
     assert code != 0 and b"did not allow" in err
-    assert not [e for e in device.shell_events if e.name == "shell.start"]
+    await device.wait_idle()
+    assert not await device.events("shell.start")
+    assert len(device.ui.prompts) == 3  # the policy refused the shell; the user was asked the rest
 
 
-async def test_stop_on_the_device_ends_ssh_and_the_remote_shell(device: ServicesAgent, tech: Tech) -> None:
+async def test_stop_on_the_device_ends_ssh_and_the_remote_shell(device: RealDevice, tech: Tech) -> None:
     proc = await asyncio.create_subprocess_exec(
         *tech.openssh("ssh", command=("echo started; exec sleep 306",)),
         stdout=asyncio.subprocess.PIPE,
@@ -196,16 +205,40 @@ async def test_stop_on_the_device_ends_ssh_and_the_remote_shell(device: Services
     )
     assert proc.stdout is not None
     assert await asyncio.wait_for(proc.stdout.readline(), scaled(60)) == b"started\n"
-    (session,) = device.sessions
-    starts = [e for e in device.shell_events if e.name == "shell.start"]
-    await device.stop(session)
+    start = await device.wait_event("shell.start")
+    device.press_stop()
     code = await asyncio.wait_for(proc.wait(), scaled(5))
     assert code != 0
-    await wait_for(lambda: not alive(starts[0].pid), timeout=2.0, what="the remote shell to end")
-    assert await asyncio.wait_for(session.done.wait(), scaled(5))
+    await wait_for(lambda: not alive(start.detail["pid"]), timeout=2.0, what="the remote shell to end")
+    assert (await device.wait_ended()).reason == "user"
+    stop = await device.wait_event("session.stop")
+    assert (stop.session_id, stop.detail["by"]) == (start.session_id, "user")
+    assert (await device.events("shell.end"))[-1].detail["pid"] == start.detail["pid"]
 
 
-async def test_terminal_resize_and_signals_through_ssh(device: ServicesAgent, tech: Tech) -> None:
+async def test_one_session_at_a_time(device: RealDevice, tech: Tech) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *tech.openssh("ssh", command=("echo started; exec sleep 308",)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=tech.env,
+    )
+    assert proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), scaled(60)) == b"started\n"
+        code, _, err = await tech.ssh(command="echo second")  # the agent answers a second offer "overloaded"
+        assert code != 0 and b"already running" in err, err.decode()
+        assert proc.returncode is None  # the first session goes on
+    finally:
+        proc.terminate()
+        await proc.wait()
+    await device.wait_idle()
+    code, out, err = await tech.ssh(command="echo third")  # and once it ended, the next one is served
+    assert (code, out) == (0, b"third\n"), err.decode()
+
+
+async def test_terminal_resize_and_signals_through_ssh(device: RealDevice, tech: Tech) -> None:
     # OpenSSH only forwards a resize from a real local terminal; asyncssh's client sends the same messages.
     proxy = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "steun_server.techcli", "connect", DEVICE,
@@ -231,8 +264,8 @@ async def test_terminal_resize_and_signals_through_ssh(device: ServicesAgent, te
             await wait_for(lambda: b"40 120\r\n" in session.data, what="the resize")
             chan.write(b"exec sleep 307\n")
             await wait_for(lambda: b"exec sleep 307" in session.data, what="the command echo")
-            starts = [e for e in device.shell_events if e.name == "shell.start"]
-            await wait_for(lambda: _has_child(starts[-1].pid, "sleep"), what="sleep to start")
+            pid = (await device.wait_event("shell.start")).detail["pid"]
+            await wait_for(lambda: _has_child(pid, "sleep"), what="sleep to start")
             chan.send_signal("TERM")
             await chan.wait_closed()
             assert chan.get_exit_signal() is not None, (chan.get_exit_status(), session.data[-300:])
