@@ -138,13 +138,13 @@ async def live_session(
             files_root=Path(files_root) if files_root is not None else None,
             handshake_timeout=15,
         ) as agent,
-        _session(server, agent, capabilities) as live,
+        open_session(server, agent, capabilities) as live,
     ):
         yield live
 
 
 @contextlib.asynccontextmanager
-async def _session(
+async def open_session(
     server: RunningServer, agent: RealAgent, capabilities: list[str]
 ) -> AsyncIterator[LiveSession]:
     state, sessions, ui = agent.state, agent.sessions, agent.ui

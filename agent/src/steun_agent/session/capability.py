@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 _UNKNOWN_SESSION = "unknown-session-0000"
 _AUDIT_TIMEOUT = 10.0
-#: How long a new offer waits for a session that is already ending (its Stop bound plus its audit).
+#: How long a new offer waits for a session that is already ending (its 1 s Stop bound and, usually well
+#: within this, its last audit events). Below the server's 10 s offer-delivery timeout, so a session whose
+#: audit is stuck makes the new offer fail as busy rather than hang.
 _ENDING_WAIT = 8.0
 
 
@@ -68,6 +70,7 @@ class SessionCapability:
         self._clock = clock
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
+        self._offering = False
         self.runner: SessionRunner | None = None
         self.outcomes: list[SessionOutcome] = []
         self.finished = asyncio.Event()
@@ -96,14 +99,21 @@ class SessionCapability:
 
     async def _on_offer(self, request: Request) -> Payload:
         assert isinstance(request, SessionOfferRequest)
+        if self._offering:  # another offer is between its checks and its start: this one is second
+            return await self._refuse_busy(request)
+        self._offering = True  # claimed before the first await: two offers never both pass the check
+        try:
+            return await self._take_offer(request)
+        finally:
+            self._offering = False
+
+    async def _take_offer(self, request: SessionOfferRequest) -> Payload:
         if self.busy and self.runner is not None and self.runner.ending and self._task is not None:
             # the last session is closing (scp right after ssh, say): let it finish rather than refuse
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), _ENDING_WAIT)
         if self.busy:
-            sid = _claimed_session_id(request.offer.offer)
-            await self.audit("session.refused", sid, [], "busy: a session is already running")
-            raise ServerRefused(ErrorCode.OVERLOADED, "a session is already running on this agent")
+            return await self._refuse_busy(request)
         handshake = AgentHandshake(self._org_public_key, self._identity, device_id=self._device_id)
         try:
             accept = handshake.receive_offer(request.offer, now=self._clock())
@@ -122,6 +132,11 @@ class SessionCapability:
         self.runner = SessionRunner(handshake, msgspec.json.encode(accept), url, self.settings, self.audit)
         self._task = asyncio.create_task(self._run(self.runner), name="steun-agent-session")
         return OfferDelivered()
+
+    async def _refuse_busy(self, request: SessionOfferRequest) -> Payload:
+        sid = _claimed_session_id(request.offer.offer)
+        await self.audit("session.refused", sid, [], "busy: a session is already running")
+        raise ServerRefused(ErrorCode.OVERLOADED, "a session is already running on this agent")
 
     async def _run(self, runner: SessionRunner) -> None:
         try:
