@@ -67,3 +67,27 @@ async def test_traversal_is_refused_through_the_cli(device: RealDevice, tech: Te
     code, _, err = await tech.run([*CLI, "get", DEVICE, "/etc/passwd", str(tmp_path / "p")])
     assert code == 1 and b"path_outside_root" in err
     assert not (tmp_path / "p").exists()
+
+
+async def test_files_mkdir_mv_rm_through_steun(device: RealDevice, tech: Tech) -> None:
+    # `steun files` itself (the server's command), as a technician types it
+    steun = [sys.executable, "-m", "steun_server.cli", "files"]
+    code, _, err = await tech.run([*steun, "mkdir", DEVICE, "logs é"])
+    assert code == 0, err.decode()
+    assert (device.root / "logs é").is_dir()
+    (device.root / "a.txt").write_text("a")
+    (device.root / "b.txt").write_text("b")
+    code, _, err = await tech.run([*steun, "mv", DEVICE, "a.txt", "b.txt"])
+    assert code == 1 and b"exists" in err
+    assert (device.root / "b.txt").read_text() == "b"
+    code, _, err = await tech.run([*steun, "mv", "--force", DEVICE, "a.txt", "logs é/b.txt"])
+    assert code == 0, err.decode()
+    assert (device.root / "logs é" / "b.txt").read_text() == "a" and not (device.root / "a.txt").exists()
+    code, _, err = await tech.run([*steun, "rm", DEVICE, "logs é"])
+    assert code == 1 and b"not_empty" in err
+    code, _, err = await tech.run([*steun, "mv", DEVICE, "b.txt", "../b.txt"])
+    assert code == 1 and b"path_invalid" in err
+    for path in ("logs é/b.txt", "logs é", "b.txt"):
+        code, _, err = await tech.run([*steun, "rm", DEVICE, path])
+        assert code == 0, (path, err.decode())
+    assert list(device.root.iterdir()) == []

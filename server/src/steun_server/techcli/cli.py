@@ -1,4 +1,4 @@
-"""The technician's verbs: ``login``, ``logout``, ``connect``, ``ssh``, ``files ls|get|put``.
+"""The technician's verbs: ``login``, ``logout``, ``connect``, ``ssh``, ``files ls|get|put|mkdir|rm|mv``.
 
 ``steun connect DEVICE`` is an OpenSSH ProxyCommand: it opens an end-to-end session with the ``shell`` and
 ``files`` capabilities, prints the security code on stderr, waits for the user's consent, and then serves
@@ -173,6 +173,13 @@ async def _files(args: argparse.Namespace) -> int:
                         else ""
                     )
                     print(f"{entry.mode:04o} {entry.size:>14} {entry.name}{mark}")
+            elif args.files_verb == "mkdir":
+                await files.mkdir(args.path)
+            elif args.files_verb == "rm":
+                await files.remove(args.path)
+            elif args.files_verb == "mv":
+                overwrite = Overwrite.REPLACE if args.force else Overwrite.FAIL
+                await files.rename(args.source, args.target, overwrite=overwrite)
             elif args.files_verb == "get":
                 dest = Path(args.local or Path(args.remote).name or "download")
                 if await asyncio.to_thread(dest.is_dir):
@@ -227,14 +234,27 @@ def register(verbs: Any) -> None:
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="a command to run instead of a shell")
     ssh.set_defaults(tech_sync=_ssh)
 
-    files = verbs.add_parser("files", help="list, download and upload files on DEVICE")
+    files = verbs.add_parser("files", help="list, download, upload, make, remove and move files on DEVICE")
     files_verbs = files.add_subparsers(dest="files_verb", required=True)
-    for name, helptext in (("ls", "list a directory"), ("get", "download a file"), ("put", "upload a file")):
+    for name, helptext in (
+        ("ls", "list a directory"),
+        ("get", "download a file"),
+        ("put", "upload a file"),
+        ("mkdir", "make a directory (its parent must exist)"),
+        ("rm", "remove a file, link or empty directory (never recursive)"),
+        ("mv", "move or rename a file or directory"),
+    ):
         verb = files_verbs.add_parser(name, help=helptext)
         verb.add_argument("device")
         verb.add_argument("--reason", default=f"files {name}", help="shown to the user in the consent prompt")
         if name == "ls":
             verb.add_argument("path", nargs="?", default="")
+        elif name in ("mkdir", "rm"):
+            verb.add_argument("path")
+        elif name == "mv":
+            verb.add_argument("source")
+            verb.add_argument("target")
+            verb.add_argument("--force", action="store_true", help="replace the target if it exists")
         elif name == "get":
             verb.add_argument("remote")
             verb.add_argument("local", nargs="?")
