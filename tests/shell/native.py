@@ -14,20 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from steun_agent.config import AgentConfig
-from steun_agent.enrollment import enroll
-from steun_agent.policy import Mode, Policy
-from steun_agent.runtime import Runtime
-from steun_agent.session import SessionCapability, SessionOutcome, SessionSettings
-from steun_protocol import auth as proofs
+from steun_agent.policy import Policy
+from steun_agent.session import SessionCapability, SessionOutcome
 from steun_protocol.session import Capability
 from steun_server.keys import b64url
 from steun_server.techcli.cli import ssh_command
 from steun_server.web import AUDIT
 
-from tests.agent.fakes import FakeBackend
 from tests.session_agent.fakes import ConsentingUI
 from tests.support.api import ApiClient, create_user
+from tests.support.real_agent import real_agent
 from tests.support.server import RunningServer
 from tests.support.waiting import scaled, wait_for
 
@@ -168,40 +164,12 @@ class RealDevice:
 
 @pytest.fixture
 async def device(server: RunningServer, tmp_path: Path) -> AsyncIterator[RealDevice]:
-    state_dir = tmp_path / "agent-state"
-    state_dir.mkdir(mode=0o700)
     root = tmp_path / "device-home"
     root.mkdir()
-    config = AgentConfig(state_dir=state_dir, open_timeout=10.0, request_timeout=10.0, close_timeout=1.0)
-    token = proofs.EnrollmentToken.parse(await server.create_enrollment_token())
-    # the technician CLI finds the device by the hostname it enrolled with
-    state = await enroll(server.url, token, config, hostname=DEVICE)
     ui = ConsentingUI()
-    sessions = SessionCapability(
-        org_public_key=state.org_public_key,
-        identity=state.private_key,
-        device_id=state.device_id,
-        settings=SessionSettings(
-            server_url=state.server_url,
-            pin=state.spki_sha256,
-            policy=Policy(),
-            mode=Mode.ATTENDED,
-            ui=ui,
-            handshake_timeout=scaled(30),
-            files_root=str(root),
-        ),
-    )
-    backend = FakeBackend()
-    backend.hostname = DEVICE
-    runtime = Runtime(state, config, backend, [sessions])
-    running = asyncio.create_task(runtime.run())
-    try:
-        async with asyncio.timeout(scaled(20)):
-            await runtime.wait_online()
-        yield RealDevice(server, sessions, ui, state.device_id, root)
-    finally:
-        runtime.stop()
-        await asyncio.gather(running, return_exceptions=True)
+    # the technician CLI finds the device by the hostname it enrolled with
+    async with real_agent(server, tmp_path / "agent-state", ui=ui, files_root=root, hostname=DEVICE) as agent:
+        yield RealDevice(server, agent.sessions, ui, agent.device_id, root)
 
 
 @pytest.fixture
