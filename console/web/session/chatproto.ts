@@ -5,7 +5,8 @@
 // copied, no trailing bytes. A console sends only TECHNICIAN messages and accepts only USER ones. Text with
 // control characters (other than tab and newline) is refused, so nothing can smuggle escapes into a transcript.
 
-import { fromUtf8, utf8, type Bytes } from "./bytes";
+import { WireReader } from "./binary";
+import { utf8, type Bytes } from "./bytes";
 
 /** Longest message text (UTF-8 bytes). */
 export const MAX_TEXT_BYTES = 4096;
@@ -145,45 +146,6 @@ export function encode(message: ChatMessage): Bytes {
 
 // ------------------------------------------------------------------------------------------------- decoding
 
-class Reader {
-  private pos = 1;
-  private readonly view: DataView;
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  private need(size: number): number {
-    if (this.bytes.length - this.pos < size) throw new ChatProtocolError("malformed", "message is truncated");
-    const at = this.pos;
-    this.pos += size;
-    return at;
-  }
-  u8(): number {
-    return this.view.getUint8(this.need(1));
-  }
-  u16(): number {
-    return this.view.getUint16(this.need(2));
-  }
-  u32(): number {
-    return this.view.getUint32(this.need(4));
-  }
-  f64(): number {
-    return this.view.getFloat64(this.need(8));
-  }
-  text(length: number, cap: number, what: string): string {
-    if (length > cap) throw new ChatProtocolError("message_too_large", `${what} of ${length} bytes > ${cap}`);
-    if (this.bytes.length - this.pos < length) throw new ChatProtocolError("malformed", `${what} is truncated`);
-    const data = this.bytes.subarray(this.pos, this.pos + length);
-    this.pos += length;
-    try {
-      return fromUtf8(data);
-    } catch {
-      throw new ChatProtocolError("malformed", `${what} is not UTF-8`);
-    }
-  }
-  end(): void {
-    if (this.pos !== this.bytes.length) throw new ChatProtocolError("malformed", `${this.bytes.length - this.pos} trailing bytes`);
-  }
-}
 
 function invalid(ok: boolean, what: string): void {
   if (!ok) throw new ChatProtocolError("invalid_message", what);
@@ -197,7 +159,7 @@ function sender(value: number): Sender {
 /** Parse one message; `from` is who may have sent it (see decodeFromAgent / decodeFromConsole). */
 export function decode(data: Uint8Array, from: Sender | null = null): ChatMessage {
   if (data.length === 0) throw new ChatProtocolError("malformed", "empty message");
-  const r = new Reader(data);
+  const r = new WireReader(data, (code, message) => new ChatProtocolError(code, message));
   let message: ChatMessage;
   switch (data[0]) {
     case ChatMessageType.MESSAGE: {

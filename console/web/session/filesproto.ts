@@ -6,7 +6,8 @@
 // consumed exactly. Errors carry Python's codes (malformed, message_too_large, unknown_type, invalid_message).
 // The tables of fields are in files.py's docstring; this file follows it field for field.
 
-import { fromUtf8, utf8, type Bytes } from "./bytes";
+import { WireReader } from "./binary";
+import { utf8, type Bytes } from "./bytes";
 
 /** Largest CHUNK payload. */
 export const MAX_CHUNK = 256 * 1024;
@@ -161,56 +162,6 @@ export class FilesProtocolError extends Error {
 
 // ------------------------------------------------------------------------------------------------ decoding
 
-class Reader {
-  private pos = 5; // type u8 and id u32 are read by decode()
-  private readonly view: DataView;
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  /** Claims ``size`` bytes of fixed fields at once (as struct.unpack_from): truncation is found before values. */
-  fixed(size: number): number {
-    if (this.bytes.length - this.pos < size) throw new FilesProtocolError("malformed", "message is truncated");
-    const at = this.pos;
-    this.pos += size;
-    return at;
-  }
-  u8(at: number): number {
-    return this.view.getUint8(at);
-  }
-  u16(at: number): number {
-    return this.view.getUint16(at);
-  }
-  u32(at: number): number {
-    return this.view.getUint32(at);
-  }
-  /** A u64 as a number: exact up to MAX_FILE_SIZE; anything above compares greater than it (callers check). */
-  u64(at: number): number {
-    return Number(this.view.getBigUint64(at));
-  }
-  f64(at: number): number {
-    return this.view.getFloat64(at);
-  }
-  raw(length: number, cap: number, what: string): Uint8Array {
-    if (length > cap) throw new FilesProtocolError("message_too_large", `${what} of ${length} bytes > ${cap}`);
-    if (this.bytes.length - this.pos < length) throw new FilesProtocolError("malformed", `${what} is truncated`);
-    const out = this.bytes.subarray(this.pos, this.pos + length);
-    this.pos += length;
-    return out;
-  }
-  text(length: number, cap: number, what: string): string {
-    const data = this.raw(length, cap, what);
-    try {
-      return fromUtf8(data);
-    } catch {
-      throw new FilesProtocolError("malformed", `${what} is not UTF-8`);
-    }
-  }
-  end(): void {
-    if (this.pos !== this.bytes.length) {
-      throw new FilesProtocolError("malformed", `${this.bytes.length - this.pos} trailing bytes`);
-    }
-  }
-}
 
 function invalid(ok: boolean, what: string): void {
   if (!ok) throw new FilesProtocolError("invalid_message", what);
@@ -220,12 +171,12 @@ function validCode(code: string): boolean {
   return code.length >= 1 && code.length <= MAX_ERROR_CODE && /^[a-z_]+$/.test(code);
 }
 
-function readPath(r: Reader): string {
+function readPath(r: WireReader): string {
   const at = r.fixed(2);
-  return r.text(r.u16(at), MAX_PATH_BYTES, "path");
+  return r.text(r.view.getUint16(at), MAX_PATH_BYTES, "path");
 }
 
-function readHash(r: Reader): Uint8Array {
+function readHash(r: WireReader): Uint8Array {
   return r.raw(SHA256_SIZE, SHA256_SIZE, "sha256");
 }
 
@@ -233,14 +184,14 @@ function isZero(data: Uint8Array): boolean {
   return data.every((b) => b === 0);
 }
 
-function readEntry(r: Reader): Entry {
+function readEntry(r: WireReader): Entry {
   const at = r.fixed(1 + 1 + 2 + 8 + 8 + 2);
-  const kind = r.u8(at);
-  const flags = r.u8(at + 1);
-  const mode = r.u16(at + 2);
-  const size = r.u64(at + 4);
-  const mtime = r.f64(at + 12);
-  const nameLength = r.u16(at + 20);
+  const kind = r.view.getUint8(at);
+  const flags = r.view.getUint8(at + 1);
+  const mode = r.view.getUint16(at + 2);
+  const size = Number(r.view.getBigUint64(at + 4));
+  const mtime = r.view.getFloat64(at + 12);
+  const nameLength = r.view.getUint16(at + 20);
   invalid(kind >= EntryKind.FILE && kind <= EntryKind.OTHER, `unknown entry kind ${kind}`);
   invalid(flags <= 1, `entry flags ${flags}`);
   invalid(size <= MAX_FILE_SIZE && Number.isFinite(mtime), "entry size or mtime");
@@ -248,7 +199,7 @@ function readEntry(r: Reader): Entry {
   return { name, kind: kind as EntryKind, size, mtime, mode, nameLossy: flags === 1 };
 }
 
-function decodeBody(type: number, id: number, r: Reader): FilesMessage {
+function decodeBody(type: number, id: number, r: WireReader): FilesMessage {
   switch (type) {
     case MessageType.LIST:
       return { kind: "list", id, path: readPath(r) };
@@ -256,18 +207,18 @@ function decodeBody(type: number, id: number, r: Reader): FilesMessage {
       return { kind: "stat", id, path: readPath(r) };
     case MessageType.DOWNLOAD: {
       const at = r.fixed(12);
-      const offset = r.u64(at);
-      const window = r.u32(at + 8);
+      const offset = Number(r.view.getBigUint64(at));
+      const window = r.view.getUint32(at + 8);
       invalid(offset <= MAX_FILE_SIZE, `offset ${offset}`);
       invalid(window >= 1 && window <= MAX_WINDOW, `window ${window}`);
       return { kind: "download", id, path: readPath(r), offset, window };
     }
     case MessageType.UPLOAD: {
       const at = r.fixed(18);
-      const size = r.u64(at);
-      const mtime = r.f64(at + 8);
-      const flags = r.u8(at + 16);
-      const policy = r.u8(at + 17);
+      const size = Number(r.view.getBigUint64(at));
+      const mtime = r.view.getFloat64(at + 8);
+      const flags = r.view.getUint8(at + 16);
+      const policy = r.view.getUint8(at + 17);
       invalid(size <= MAX_FILE_SIZE && Number.isFinite(mtime), "size or mtime");
       invalid(flags <= 3, `upload flags ${flags}`);
       invalid(policy === Overwrite.FAIL || policy === Overwrite.REPLACE, `unknown overwrite policy ${policy}`);
@@ -290,32 +241,32 @@ function decodeBody(type: number, id: number, r: Reader): FilesMessage {
     case MessageType.MKDIR:
       return { kind: "mkdir", id, path: readPath(r) };
     case MessageType.REMOVE: {
-      const what = r.u8(r.fixed(1));
+      const what = r.u8();
       invalid(what <= Removal.DIRECTORY, `unknown removal ${what}`);
       return { kind: "remove", id, path: readPath(r), what: what as Removal };
     }
     case MessageType.RENAME: {
-      const policy = r.u8(r.fixed(1));
+      const policy = r.u8();
       invalid(policy === Overwrite.FAIL || policy === Overwrite.REPLACE, `unknown overwrite policy ${policy}`);
       const source = readPath(r);
       return { kind: "rename", id, source, target: readPath(r), overwrite: policy as Overwrite };
     }
     case MessageType.CHUNK: {
       const at = r.fixed(12);
-      const offset = r.u64(at);
-      const length = r.u32(at + 8);
+      const offset = Number(r.view.getBigUint64(at));
+      const length = r.view.getUint32(at + 8);
       invalid(offset <= MAX_FILE_SIZE, `offset ${offset}`);
       invalid(length > 0, "empty chunk");
       return { kind: "chunk", id, offset, data: r.raw(length, MAX_CHUNK, "chunk") };
     }
     case MessageType.CREDIT:
-      return { kind: "credit", id, nbytes: r.u32(r.fixed(4)) };
+      return { kind: "credit", id, nbytes: r.u32() };
     case MessageType.CANCEL:
       return { kind: "cancel", id };
     case MessageType.ENTRIES: {
       const at = r.fixed(3);
-      const flags = r.u8(at);
-      const count = r.u16(at + 1);
+      const flags = r.view.getUint8(at);
+      const count = r.view.getUint16(at + 1);
       invalid(flags <= 3, `entries flags ${flags}`);
       invalid(count <= MAX_PAGE_ENTRIES, `${count} entries in one page`);
       const entries: Entry[] = [];
@@ -326,10 +277,10 @@ function decodeBody(type: number, id: number, r: Reader): FilesMessage {
       return { kind: "stat_result", id, entry: readEntry(r) };
     case MessageType.DOWNLOAD_META: {
       const at = r.fixed(25);
-      const size = r.u64(at);
-      const mtime = r.f64(at + 8);
-      const offset = r.u64(at + 16);
-      const flags = r.u8(at + 24);
+      const size = Number(r.view.getBigUint64(at));
+      const mtime = r.view.getFloat64(at + 8);
+      const offset = Number(r.view.getBigUint64(at + 16));
+      const flags = r.view.getUint8(at + 24);
       invalid(offset <= size && size <= MAX_FILE_SIZE && Number.isFinite(mtime), "size, offset or mtime");
       invalid(flags <= 1, `meta flags ${flags}`);
       const digest = readHash(r);
@@ -340,8 +291,8 @@ function decodeBody(type: number, id: number, r: Reader): FilesMessage {
       return { kind: "download_end", id, sha256: readHash(r) };
     case MessageType.UPLOAD_READY: {
       const at = r.fixed(12);
-      const offset = r.u64(at);
-      const window = r.u32(at + 8);
+      const offset = Number(r.view.getBigUint64(at));
+      const window = r.view.getUint32(at + 8);
       invalid(offset <= MAX_FILE_SIZE && window >= 1 && window <= MAX_WINDOW, "offset or window");
       return { kind: "upload_ready", id, offset, window };
     }
@@ -350,11 +301,11 @@ function decodeBody(type: number, id: number, r: Reader): FilesMessage {
     case MessageType.DONE:
       return { kind: "done", id };
     case MessageType.ERROR: {
-      const codeLength = r.u8(r.fixed(1));
+      const codeLength = r.u8();
       invalid(codeLength >= 1, "empty error code");
       const code = r.text(codeLength, MAX_ERROR_CODE, "error code");
       invalid(validCode(code), "error code has characters outside [a-z_]");
-      const messageLength = r.u16(r.fixed(2));
+      const messageLength = r.u16();
       return { kind: "error", id, code, message: r.text(messageLength, MAX_ERROR_MESSAGE, "error message") };
     }
     default:
@@ -376,7 +327,7 @@ export function decode(data: Uint8Array, allowed: readonly number[] | null = nul
   }
   if (data.length < 5) throw new FilesProtocolError("malformed", "message is truncated");
   const id = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
-  const r = new Reader(data);
+  const r = new WireReader(data, (code, message) => new FilesProtocolError(code, message), 5);
   const message = decodeBody(type, id, r);
   r.end();
   return message;

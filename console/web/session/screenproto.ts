@@ -4,7 +4,8 @@
 // anything is copied, and a message must be consumed exactly. Errors carry Python's codes (malformed,
 // message_too_large, unknown_type, invalid_message).
 
-import { fromUtf8, utf8, type Bytes } from "./bytes";
+import { WireReader } from "./binary";
+import { utf8, type Bytes } from "./bytes";
 import { MAX_RECORD_PLAINTEXT } from "./crypto";
 
 export const MAX_MONITORS = 16;
@@ -72,49 +73,6 @@ export class ScreenProtocolError extends Error {
   }
 }
 
-class Reader {
-  private pos = 1;
-  private readonly view: DataView;
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  private need(size: number): number {
-    if (this.bytes.length - this.pos < size) throw new ScreenProtocolError("malformed", "message is truncated");
-    const at = this.pos;
-    this.pos += size;
-    return at;
-  }
-  u8(): number {
-    return this.view.getUint8(this.need(1));
-  }
-  u16(): number {
-    return this.view.getUint16(this.need(2));
-  }
-  u32(): number {
-    return this.view.getUint32(this.need(4));
-  }
-  i32(): number {
-    return this.view.getInt32(this.need(4));
-  }
-  raw(length: number, cap: number, what: string): Uint8Array {
-    if (length > cap) throw new ScreenProtocolError("message_too_large", `${what} of ${length} bytes > ${cap}`);
-    if (this.bytes.length - this.pos < length) throw new ScreenProtocolError("malformed", `${what} is truncated`);
-    const out = this.bytes.subarray(this.pos, this.pos + length);
-    this.pos += length;
-    return out;
-  }
-  text(length: number, cap: number, what: string): string {
-    const data = this.raw(length, cap, what);
-    try {
-      return fromUtf8(data);
-    } catch {
-      throw new ScreenProtocolError("malformed", `${what} is not UTF-8`);
-    }
-  }
-  end(): void {
-    if (this.pos !== this.bytes.length) throw new ScreenProtocolError("malformed", `${this.bytes.length - this.pos} trailing bytes`);
-  }
-}
 
 function invalid(ok: boolean, what: string): void {
   if (!ok) throw new ScreenProtocolError("invalid_message", what);
@@ -132,7 +90,7 @@ function sizeOk(width: number, height: number): boolean {
 /** What a console accepts from an agent (``decode_from_agent``). */
 export function decodeFromAgent(data: Uint8Array): AgentMessage {
   if (data.length === 0) throw new ScreenProtocolError("malformed", "empty message");
-  const r = new Reader(data);
+  const r = new WireReader(data, (code, message) => new ScreenProtocolError(code, message));
   let message: AgentMessage;
   switch (data[0]) {
     case MessageType.MONITORS: {

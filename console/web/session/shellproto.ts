@@ -4,7 +4,8 @@
 // behind a length checked against its cap before anything is copied, and a message must be consumed exactly.
 // Errors carry Python's codes (malformed, message_too_large, unknown_type, invalid_message).
 
-import { fromUtf8, utf8, type Bytes } from "./bytes";
+import { WireReader } from "./binary";
+import { utf8, type Bytes } from "./bytes";
 
 /** Largest DATA payload (bytes) in one message. */
 export const MAX_DATA_BYTES = 64 * 1024;
@@ -272,46 +273,6 @@ export const encodeEof = (shell: number): Bytes => encode({ kind: "eof", shell }
 
 // ------------------------------------------------------------------------------------------------- decoding
 
-class Reader {
-  private pos = 1;
-  private readonly view: DataView;
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  private need(size: number): number {
-    if (this.bytes.length - this.pos < size) throw new ShellProtocolError("malformed", "message is truncated");
-    const at = this.pos;
-    this.pos += size;
-    return at;
-  }
-  u8(): number {
-    return this.view.getUint8(this.need(1));
-  }
-  u16(): number {
-    return this.view.getUint16(this.need(2));
-  }
-  u32(): number {
-    return this.view.getUint32(this.need(4));
-  }
-  raw(length: number, cap: number, what: string): Uint8Array {
-    if (length > cap) throw new ShellProtocolError("message_too_large", `${what} of ${length} bytes > ${cap}`);
-    if (this.bytes.length - this.pos < length) throw new ShellProtocolError("malformed", `${what} is truncated`);
-    const out = this.bytes.slice(this.pos, this.pos + length);
-    this.pos += length;
-    return out;
-  }
-  text(length: number, cap: number, what: string): string {
-    const data = this.raw(length, cap, what);
-    try {
-      return fromUtf8(data);
-    } catch {
-      throw new ShellProtocolError("malformed", `${what} is not UTF-8`);
-    }
-  }
-  end(): void {
-    if (this.pos !== this.bytes.length) throw new ShellProtocolError("malformed", `${this.bytes.length - this.pos} trailing bytes`);
-  }
-}
 
 function invalid(ok: boolean, what: string): void {
   if (!ok) throw new ShellProtocolError("invalid_message", what);
@@ -327,7 +288,7 @@ export function decode(data: Uint8Array, allowed: ReadonlySet<number> | null = n
   if (allowed !== null && !allowed.has(type)) {
     throw new ShellProtocolError("unknown_type", `shell message 0x${type.toString(16)} is not sent in this direction`);
   }
-  const r = new Reader(data);
+  const r = new WireReader(data, (code, message) => new ShellProtocolError(code, message));
   const shell = r.u16();
   let message: ShellMessage;
   switch (type) {
@@ -351,7 +312,7 @@ export function decode(data: Uint8Array, allowed: ReadonlySet<number> | null = n
       const length = r.u32();
       const stderr = type === ShellMessageType.STDERR;
       invalid(length > 0, stderr ? "empty STDERR" : "empty DATA");
-      message = { kind: stderr ? "stderr" : "data", shell, data: r.raw(length, MAX_DATA_BYTES, stderr ? "shell stderr" : "shell data") };
+      message = { kind: stderr ? "stderr" : "data", shell, data: r.raw(length, MAX_DATA_BYTES, stderr ? "shell stderr" : "shell data").slice() };
       break;
     }
     case ShellMessageType.ACK:
