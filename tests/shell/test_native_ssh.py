@@ -209,6 +209,8 @@ async def test_stop_on_the_device_ends_ssh_and_the_remote_shell(device: RealDevi
     device.press_stop()
     code = await asyncio.wait_for(proc.wait(), scaled(5))
     assert code != 0
+    assert proc.stderr is not None
+    assert b"the user ended the session on the device" in await proc.stderr.read()  # ssh says why
     await wait_for(lambda: not alive(start.detail["pid"]), timeout=2.0, what="the remote shell to end")
     assert (await device.wait_ended()).reason == "user"
     stop = await device.wait_event("session.stop")

@@ -389,8 +389,14 @@ class SshBridge:
         self.closed.set()
 
     def _session_ended(self) -> None:
+        """The Steun session ended under us: say why in the SSH disconnect, which ssh prints."""
         if self._conn is not None:
-            self._conn.close()
+            reason = self.session.end_reason or "ended"
+            if self.session.ended_by == "agent" and reason == "user":
+                why = "the user ended the session on the device"
+            else:
+                why = f"the Steun session ended ({self.session.ended_by}: {reason})"
+            self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, why[:200])
 
     async def _process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         if Capability.SHELL not in self.session.granted:
