@@ -11,7 +11,7 @@ bootstrap:
 	scripts/bootstrap --tests
 
 lint:
-	uv run ruff check .
+	uv run ruff check . && uv run ruff format --check .
 
 types:
 	uv run mypy

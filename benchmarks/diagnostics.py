@@ -73,10 +73,15 @@ def child(runs: int, idle: float, interval: float) -> None:
         await sampler.stop()
         pool.close()
         return {
-            "checks": len(checks), "rss_start_kb": rss_before, "peak_rss_kb": peak_run,
-"walls": walls, "cpus": cpus,
-            "idle_cpu_percent": 100 * idle_cpu / idle_wall, "idle_rss_kb": rss_kb(),
-            "samples": len(sampler.samples), "statuses": statuses,
+            "checks": len(checks),
+            "rss_start_kb": rss_before,
+            "peak_rss_kb": peak_run,
+            "walls": walls,
+            "cpus": cpus,
+            "idle_cpu_percent": 100 * idle_cpu / idle_wall,
+            "idle_rss_kb": rss_kb(),
+            "samples": len(sampler.samples),
+            "statuses": statuses,
         }
 
     print(json.dumps(asyncio.run(main())))
@@ -99,27 +104,49 @@ def main() -> None:
         return
     bare = spawn(["-c", CHILD_BARE])
     ps = spawn(["-c", CHILD_PSUTIL])
-    agent = spawn([__file__, "--child", "--runs", str(args.runs), "--idle", str(args.idle),
-                   "--interval", str(args.interval)])
+    agent = spawn(
+        [
+            __file__,
+            "--child",
+            "--runs",
+            str(args.runs),
+            "--idle",
+            str(args.idle),
+            "--interval",
+            str(args.interval),
+        ]
+    )
     walls = agent["walls"]
     cpus = agent["cpus"]
     assert isinstance(walls, list) and isinstance(cpus, list)
-    print(f"Routine tests on {os.uname().nodename}: {agent['checks']} checks, {args.runs} runs, "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; statuses {agent['statuses']}")
+    print(
+        f"Routine tests on {os.uname().nodename}: {agent['checks']} checks, {args.runs} runs, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; statuses {agent['statuses']}"
+    )
     print()
     print(f"{'figure':44} {'steun diagnostics':>20} {'baseline':>14}  baseline is")
     spread = f"({min(walls):.2f}-{max(walls):.2f}) {statistics.median(walls):.2f} s"
     print(f"{'catalogue wall time, (min-max) median':44} {spread:>20} {'—':>14}  bound: timeout + grace")
-    print(f"{'CPU per run (agent + commands), median':44} {statistics.median(cpus):>18.2f} s "
-          f"{ps['cpu_s']:>12.3f} s  one psutil snapshot of {ps['processes']} processes")
-    print(f"{'peak RSS during runs':44} {agent['peak_rss_kb'] / 1024:>17.1f} MB "
-          f"{ps['rss_kb'] / 1024:>11.1f} MB  python + psutil snapshot")  # type: ignore[operator]
-    print(f"{'RSS before the first run':44} {agent['rss_start_kb'] / 1024:>17.1f} MB "
-          f"{bare['rss_kb'] / 1024:>11.1f} MB  bare python -c")  # type: ignore[operator]
-    print(f"{'idle RSS between runs (sampler on)':44} {agent['idle_rss_kb'] / 1024:>17.1f} MB "
-          f"{bare['rss_kb'] / 1024:>11.1f} MB  bare python -c")  # type: ignore[operator]
-    print(f"{f'idle CPU, sampler every {args.interval:g} s':44} {agent['idle_cpu_percent']:>17.3f} % "
-          f"{'':>14}  ({agent['samples']} samples in {args.idle:g} s)")
+    print(
+        f"{'CPU per run (agent + commands), median':44} {statistics.median(cpus):>18.2f} s "
+        f"{ps['cpu_s']:>12.3f} s  one psutil snapshot of {ps['processes']} processes"
+    )
+    print(
+        f"{'peak RSS during runs':44} {agent['peak_rss_kb'] / 1024:>17.1f} MB "
+        f"{ps['rss_kb'] / 1024:>11.1f} MB  python + psutil snapshot"
+    )  # type: ignore[operator]
+    print(
+        f"{'RSS before the first run':44} {agent['rss_start_kb'] / 1024:>17.1f} MB "
+        f"{bare['rss_kb'] / 1024:>11.1f} MB  bare python -c"
+    )  # type: ignore[operator]
+    print(
+        f"{'idle RSS between runs (sampler on)':44} {agent['idle_rss_kb'] / 1024:>17.1f} MB "
+        f"{bare['rss_kb'] / 1024:>11.1f} MB  bare python -c"
+    )  # type: ignore[operator]
+    print(
+        f"{f'idle CPU, sampler every {args.interval:g} s':44} {agent['idle_cpu_percent']:>17.3f} % "
+        f"{'':>14}  ({agent['samples']} samples in {args.idle:g} s)"
+    )
 
 
 if __name__ == "__main__":

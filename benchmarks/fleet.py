@@ -438,9 +438,7 @@ def main() -> None:
         ("restart → 99 % back", fmt(steun.restart_to_99_s, "s"), fmt(bare.restart_to_99_s, "s")),
     ]
     print()
-    print(
-        f"Fleet: {args.agents} agents, TLS read buffer {args.tls_buffer} B, heartbeat {args.heartbeat} s"
-    )
+    print(f"Fleet: {args.agents} agents, TLS read buffer {args.tls_buffer} B, heartbeat {args.heartbeat} s")
     print(f"{'':28} {'Steun':>24} {'bare aiohttp (baseline)':>26}")
     for label, a, b in rows:
         print(f"{label:28} {a:>24} {b:>26}")

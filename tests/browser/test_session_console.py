@@ -37,7 +37,6 @@ from .session_helpers import ClientSideSocket, RelayPeer
 pytestmark = pytest.mark.browser
 
 
-
 async def device_page(
     page: Page, server: RunningServer, hostname: str = "pc-boekhouding"
 ) -> tuple[AgentClient, Identity]:

@@ -46,8 +46,13 @@ def history(
         mem = Memory(100 * GIB, int(100 * GIB * (1 - (memory_percent or 10) / 100)))
         busy += every * 4 * (cpu_percent or 10) / 100
         cpu = CpuTimes(busy, i * every * 4, 4)
-        sampler.add(Sample(at, Snapshot(cpu, mem, volumes, nics(i) if nics else {"eth0": NicCounters(0, 0, 0)}),
-                           top(i) if top else (ProcUse(1, "init", 0.0, 0.1),)))
+        sampler.add(
+            Sample(
+                at,
+                Snapshot(cpu, mem, volumes, nics(i) if nics else {"eth0": NicCounters(0, 0, 0)}),
+                top(i) if top else (ProcUse(1, "init", 0.0, 0.1),),
+            )
+        )
     return sampler
 
 

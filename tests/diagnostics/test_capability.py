@@ -23,8 +23,14 @@ class Recorder:
         self.sent: list[Request] = []
         self.next_id = 1
 
-    async def request(self, request: Request, result_type: type[Payload], *, timeout: float | None = None) -> Payload:
-        wire = encode(type(request)(**{**{f: getattr(request, f) for f in request.__struct_fields__}, "id": self.next_id}))
+    async def request(
+        self, request: Request, result_type: type[Payload], *, timeout: float | None = None
+    ) -> Payload:
+        wire = encode(
+            type(request)(
+                **{**{f: getattr(request, f) for f in request.__struct_fields__}, "id": self.next_id}
+            )
+        )
         self.next_id += 1
         assert len(wire) <= request.max_size
         self.sent.append(AGENT_API.decode(wire))  # type: ignore[arg-type]
@@ -38,8 +44,15 @@ async def test_a_run_is_accepted_at_once_and_streams_results_then_done() -> None
     await capability.start(session)
     try:
         handler = capability.handlers[DiagnosticsRun]
-        accepted = await handler(DiagnosticsRun(id=5, run_id="r1", groups=["os"], checks=["disk.free", "x.y"],
-                                                policy=Policy(required_services=["cups"])))
+        accepted = await handler(
+            DiagnosticsRun(
+                id=5,
+                run_id="r1",
+                groups=["os"],
+                checks=["disk.free", "x.y"],
+                policy=Policy(required_services=["cups"]),
+            )
+        )
         assert accepted.accepted[0] == "disk.free" and "os.uptime" in accepted.accepted  # type: ignore[attr-defined]
         assert accepted.unknown == ["x.y"]  # type: ignore[attr-defined]
         await capability.wait_runs()

@@ -37,20 +37,37 @@ def make_ca_and_cert(tmp: Path) -> tuple[Path, Path, Path]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Steun test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=CERT_DAYS))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return paths
 
 
@@ -77,12 +94,19 @@ async def servers(tmp_path: Path) -> AsyncIterator[tuple[int, int, Path]]:
     tcp.close()
 
 
-async def test_the_real_catalogue_returns_documented_statuses_within_the_bound(servers: tuple[int, int, Path]) -> None:
+async def test_the_real_catalogue_returns_documented_statuses_within_the_bound(
+    servers: tuple[int, int, Path],
+) -> None:
     tcp_port, tls_port, ca = servers
     policy = Policy(
-        server_host="127.0.0.1", server_port=tcp_port, https_urls=[f"https://localhost:{tls_port}/health"],
-        dns_names=["localhost"], required_software=[SoftwareRequirement(name="python3", min_version="3.0"),
-                                                    SoftwareRequirement(name="steun-no-such-package")],
+        server_host="127.0.0.1",
+        server_port=tcp_port,
+        https_urls=[f"https://localhost:{tls_port}/health"],
+        dns_names=["localhost"],
+        required_software=[
+            SoftwareRequirement(name="python3", min_version="3.0"),
+            SoftwareRequirement(name="steun-no-such-package"),
+        ],
         required_services=["ssh"],
     )
     runner = Runner(LinuxDiagnostics(cafile=str(ca)), pool=ProbePool())
@@ -139,10 +163,20 @@ def test_commands_are_bounded_in_time_and_output() -> None:
     assert run_command(["sh", "-c", "echo Permission denied >&2; exit 1"]).denied
 
 
-@pytest.mark.parametrize(("a", "b", "expected"), [
-    ("1.0", "1.0", 0), ("1.0", "1.1", -1), ("1.10", "1.9", 1), ("1.0~rc1", "1.0", -1), ("1:0.1", "9.9", 1),
-    ("2.36-9+deb12u4", "2.36-9", 1), ("115.0esr-1", "115.0", 1), ("1.0a", "1.0", 1), ("3.11.2-1", "3.11.10-1", -1),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("1.0", "1.0", 0),
+        ("1.0", "1.1", -1),
+        ("1.10", "1.9", 1),
+        ("1.0~rc1", "1.0", -1),
+        ("1:0.1", "9.9", 1),
+        ("2.36-9+deb12u4", "2.36-9", 1),
+        ("115.0esr-1", "115.0", 1),
+        ("1.0a", "1.0", 1),
+        ("3.11.2-1", "3.11.10-1", -1),
+    ],
+)
 def test_version_comparison_follows_dpkg(a: str, b: str, expected: int) -> None:
     assert compare(a, b) == expected
     assert compare(b, a) == -expected

@@ -26,9 +26,17 @@ from tests.protocol.helpers import ConnectionPair
 
 
 def result(**changes: object) -> CheckResult:
-    base: dict[str, object] = {"check_id": "disk.free", "status": "warn", "summary_key": "disk.free.level",
-                               "summary_params": {"free_percent": 20.0, "volume": "/"}, "subject": "/",
-                               "value": 20.0, "unit": "%", "kb_key": "disk-full", "duration_ms": 3.5}
+    base: dict[str, object] = {
+        "check_id": "disk.free",
+        "status": "warn",
+        "summary_key": "disk.free.level",
+        "summary_params": {"free_percent": 20.0, "volume": "/"},
+        "subject": "/",
+        "value": 20.0,
+        "unit": "%",
+        "kb_key": "disk-full",
+        "duration_ms": 3.5,
+    }
     return msgspec.convert({**base, **changes}, type=CheckResult)
 
 
@@ -40,7 +48,9 @@ def test_requests_are_registered_in_the_agent_api() -> None:
 POLICY = Policy(
     thresholds={"disk.free": {"warn_below": 30}},
     required_software=[SoftwareRequirement(name="firefox-esr", min_version="115.0")],
-    https_urls=["https://intranet.example/health"], server_host="steun.example", expected_ports=[22, 443],
+    https_urls=["https://intranet.example/health"],
+    server_host="steun.example",
+    expected_ports=[22, 443],
 )
 
 
@@ -52,10 +62,16 @@ def test_the_run_request_decodes_on_the_agent_side() -> None:
 def test_a_whole_run_travels_between_server_and_agent() -> None:
     pair = ConnectionPair()
     pair.hello()
-    policy = Policy(thresholds={"disk.free": {"warn_below": 30}}, required_software=[SoftwareRequirement(
-        name="firefox-esr", min_version="115.0")], https_urls=["https://intranet.example/health"],
-        server_host="steun.example", expected_ports=[22, 443])
-    pair.server.send_request(DiagnosticsRun(run_id="run-1", groups=["hardware"], checks=["net.dns"], policy=policy))
+    policy = Policy(
+        thresholds={"disk.free": {"warn_below": 30}},
+        required_software=[SoftwareRequirement(name="firefox-esr", min_version="115.0")],
+        https_urls=["https://intranet.example/health"],
+        server_host="steun.example",
+        expected_ports=[22, 443],
+    )
+    pair.server.send_request(
+        DiagnosticsRun(run_id="run-1", groups=["hardware"], checks=["net.dns"], policy=policy)
+    )
     (event,) = pair.flush(pair.server)
     assert isinstance(event, RequestReceived) and event.request.policy == policy  # type: ignore[attr-defined]
     pair.client.send_result(event.request.id, DiagnosticsAccepted(accepted=["disk.free", "net.dns"]))
@@ -104,11 +120,17 @@ def test_the_largest_possible_result_fits_its_message_limit() -> None:
     # Every text at its length limit, made of characters JSON escapes as \u00XX (six bytes each).
     nasty = "\x01" * 256
     big = CheckResult(
-        check_id="a." + "b" * 62, status="error", summary_key="c." + "d" * 94,
+        check_id="a." + "b" * 62,
+        status="error",
+        summary_key="c." + "d" * 94,
         summary_params={f"p{i:02d}" + "x" * 36: nasty for i in range(MAX_PARAMS)},
-        subject=nasty, value=nasty, unit="\x01" * 16,
+        subject=nasty,
+        value=nasty,
+        unit="\x01" * 16,
         measured={f"m{i:02d}" + "x" * 36: nasty for i in range(MAX_MEASURED)},
-        thresholds={f"t{i}" + "x" * 37: -1e12 for i in range(8)}, detail="\x01" * 1024, kb_key="k" * 96,
+        thresholds={f"t{i}" + "x" * 37: -1e12 for i in range(8)},
+        detail="\x01" * 1024,
+        kb_key="k" * 96,
         duration_ms=3_600_000,
     )
     size = len(encode(DiagnosticsResult(id=2**53 - 1, run_id="r" * 64, result=big)))
@@ -139,11 +161,21 @@ def test_the_largest_policy_fits_the_run_message() -> None:
         thresholds={f"c{i:03d}.x": {f"t{j}": 1.0 for j in range(8)} for i in range(256)},
         disabled=[f"c{i:03d}.x" for i in range(256)],
         required_software=[SoftwareRequirement(name="p" * 128, min_version="9" * 64) for _ in range(64)],
-        required_services=["s" * 128] * 64, expected_ports=[65535] * 256,
-        https_urls=["https://" + "h" * 2040] * 16, dns_names=["n" * 253] * 8, server_host="h" * 253,
+        required_services=["s" * 128] * 64,
+        expected_ports=[65535] * 256,
+        https_urls=["https://" + "h" * 2040] * 16,
+        dns_names=["n" * 253] * 8,
+        server_host="h" * 253,
     )
-    data = encode(DiagnosticsRun(id=2**53 - 1, run_id="r" * 64, groups=["g" * 32] * 16,
-                                 checks=[f"c{i:03d}.x" for i in range(256)], policy=policy))
+    data = encode(
+        DiagnosticsRun(
+            id=2**53 - 1,
+            run_id="r" * 64,
+            groups=["g" * 32] * 16,
+            checks=[f"c{i:03d}.x" for i in range(256)],
+            policy=policy,
+        )
+    )
     assert len(data) <= DiagnosticsRun.max_size
 
 

@@ -39,8 +39,10 @@ async def test_a_hanging_test_times_out_without_delaying_the_others() -> None:
     arrivals: dict[str, float] = {}
     results = []
     try:
-        async for result in runner.run(["disk.free", "os.inodes", "memory.usage", "os.uptime", "time.zone"],
-                                       Policy(check_timeout=timeout)):
+        async for result in runner.run(
+            ["disk.free", "os.inodes", "memory.usage", "os.uptime", "time.zone"],
+            Policy(check_timeout=timeout),
+        ):
             arrivals.setdefault(result.check_id, time.perf_counter() - started)
             results.append(result)
     finally:
@@ -93,7 +95,8 @@ async def test_the_whole_run_is_bounded_even_when_everything_hangs() -> None:
     assert elapsed < timeout + RUN_GRACE + scaled(0.5)
     # A resolver that never answers is a finding of its own (net.dns fails "no answer"); the rest time out.
     assert {(r.status, r.summary_key) for r in results if r.status not in ("error", "not_applicable")} == {
-        ("fail", "net.dns.no_answer")}
+        ("fail", "net.dns.no_answer")
+    }
     assert any(r.summary_key == "common.timeout" for r in results)
 
 

@@ -271,7 +271,11 @@ def test_nothing_after_close(records: tuple) -> None:  # type: ignore[type-arg]
 def test_session_control_messages_round_trip_strictly() -> None:
     from steun_protocol.sessionplane import AskMore, Granted, Stop, decode_control
 
-    for message in [Granted(capabilities=[Capability.VIEW]), AskMore(capabilities=[Capability.CONTROL]), Stop()]:
+    for message in [
+        Granted(capabilities=[Capability.VIEW]),
+        AskMore(capabilities=[Capability.CONTROL]),
+        Stop(),
+    ]:
         assert decode_control(msgspec.json.encode(message)) == message
     with pytest.raises(msgspec.ValidationError):
         decode_control(b'{"type": "granted", "capabilities": ["root"]}')

@@ -24,7 +24,9 @@ class XServer:
         return {**os.environ, "DISPLAY": self.display}
 
     def run(self, *args: str, timeout: float = 10) -> str:
-        out = subprocess.run(args, env=self.env(), capture_output=True, text=True, timeout=scaled(timeout), check=True)
+        out = subprocess.run(
+            args, env=self.env(), capture_output=True, text=True, timeout=scaled(timeout), check=True
+        )
         return out.stdout
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -52,7 +54,9 @@ def wait_until(condition, *, timeout: float = 10.0, what: str = "condition", int
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {value!r})")
+            raise AssertionError(
+                f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {value!r})"
+            )
         time.sleep(interval)
 
 
@@ -74,8 +78,10 @@ def xserver() -> Iterator[XServer]:
         if not number:
             raise RuntimeError("Xvfb did not report its display number in time")
         server = XServer(f":{number}", process)
-        wait_until(lambda: subprocess.run(["xdpyinfo"], env=server.env(), capture_output=True).returncode == 0,
-                   what="Xvfb to accept clients")
+        wait_until(
+            lambda: subprocess.run(["xdpyinfo"], env=server.env(), capture_output=True).returncode == 0,
+            what="Xvfb to accept clients",
+        )
         yield server
     finally:
         os.close(read_fd)

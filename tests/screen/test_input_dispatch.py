@@ -92,7 +92,9 @@ async def test_moves_coalesce_and_the_queue_is_bounded_while_the_backend_is_stuc
     async with running(dispatcher):
         backend.gate.clear()
         dispatcher.handle(PointerMove(1, 1))
-        await wait_for(lambda: dispatcher.statistics().applied == 0 and not dispatcher._queue, what="the stuck move")
+        await wait_for(
+            lambda: dispatcher.statistics().applied == 0 and not dispatcher._queue, what="the stuck move"
+        )
         for i in range(1000):
             dispatcher.handle(PointerMove(i, i))  # all but the last collapse into one
         for i in range(MAX_QUEUED + 50):
@@ -125,7 +127,9 @@ def test_characters_map_to_keysyms() -> None:
 
 
 def test_cursor_pixels_become_straight_rgba() -> None:
-    argb = np.array([0xFF102030, 0x80400000, 0x00000000], dtype=np.uint32)  # opaque, half red (premultiplied), clear
+    argb = np.array(
+        [0xFF102030, 0x80400000, 0x00000000], dtype=np.uint32
+    )  # opaque, half red (premultiplied), clear
     rgba = np.frombuffer(argb_to_rgba(argb), np.uint8).reshape(3, 4)
     assert rgba[0].tolist() == [0x10, 0x20, 0x30, 0xFF]
     assert rgba[1].tolist() == [0x7F, 0, 0, 0x80]

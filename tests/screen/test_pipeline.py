@@ -102,7 +102,9 @@ def test_zstd_regions_form_one_stream_that_remembers_earlier_pixels() -> None:
     first = encoder.encode(page, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
     scrolled = page.copy()
     scrolled[0:600] = page[40:640]  # the page scrolled up by two lines
-    second = encoder.encode(scrolled, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)[0]
+    second = encoder.encode(
+        scrolled, Rect(0, 0, 800, 600), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS
+    )[0]
     assert first.reset and not second.reset
     assert len(second.data) * 5 < len(first.data), (len(first.data), len(second.data))
     assert np.array_equal(decoder.decode(as_message(first)), page[0:600])
@@ -142,7 +144,9 @@ def test_a_photo_misread_as_text_falls_back_to_jpeg_and_restarts_the_stream() ->
 def test_one_colour_is_solid() -> None:
     frame = np.zeros((300, 300, 4), np.uint8)
     frame[..., :3] = (10, 20, 30)
-    [out] = RegionEncoder().encode(frame, Rect(5, 5, 200, 100), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS)
+    [out] = RegionEncoder().encode(
+        frame, Rect(5, 5, 200, 100), TileKind.TEXT, quality=75, encodings=ALL_ENCODINGS
+    )
     assert out.encoding is Encoding.SOLID and out.data == bytes((10, 20, 30, 0))
     assert np.array_equal(decode_region(out.encoding, out.data, 200, 100), frame[5:105, 5:205])
 
@@ -150,7 +154,9 @@ def test_one_colour_is_solid() -> None:
 def test_a_region_too_large_for_a_record_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoding_module, "MAX_REGION_BYTES", 20_000)
     frame = photo_screen(512, 512)
-    parts = RegionEncoder().encode(frame, Rect(0, 0, 512, 512), TileKind.PHOTO, quality=90, encodings=ALL_ENCODINGS)
+    parts = RegionEncoder().encode(
+        frame, Rect(0, 0, 512, 512), TileKind.PHOTO, quality=90, encodings=ALL_ENCODINGS
+    )
     assert len(parts) > 1
     assert all(len(p.data) <= 20_000 for p in parts)
     assert sum(p.rect.area for p in parts) == 512 * 512

@@ -115,7 +115,9 @@ class Console:
             self.max_outstanding = max(self.max_outstanding, len(self._outstanding))
         elif isinstance(message, Region):
             pixels = self.decoder.decode(message)
-            self.canvas[message.y : message.y + message.height, message.x : message.x + message.width] = pixels
+            self.canvas[message.y : message.y + message.height, message.x : message.x + message.width] = (
+                pixels
+            )
         elif isinstance(message, FrameEnd):
             self.frames += 1
             if self.ack:
@@ -265,8 +267,9 @@ async def test_without_damage_the_screen_is_not_even_captured() -> None:
     source = FakeSource(text_screen(240, 320))
     console = Console(240, 320)
     damage = FakeDamage(Rect(0, 0, 320, 240))
-    streamer = ScreenStreamer(console.send, lambda: source, damage_factory=lambda: damage,
-                              config=StreamerConfig(max_fps=60))
+    streamer = ScreenStreamer(
+        console.send, lambda: source, damage_factory=lambda: damage, config=StreamerConfig(max_fps=60)
+    )
     console.streamer = streamer
     task = asyncio.create_task(streamer.run())
     try:

@@ -42,8 +42,12 @@ from steun_protocol.screen import (
 from steun_protocol.session import MAX_RECORD_PLAINTEXT
 
 AGENT = [
-    Monitors((MonitorInfo(1, 0, 0, 1920, 1080, "HDMI-1", primary=True, selected=True),
-              MonitorInfo(2, -1280, 0, 1280, 1024, "DP-1"))),
+    Monitors(
+        (
+            MonitorInfo(1, 0, 0, 1920, 1080, "HDMI-1", primary=True, selected=True),
+            MonitorInfo(2, -1280, 0, 1280, 1024, "DP-1"),
+        )
+    ),
     FrameBegin(7, 1, 1920, 1080, 123456, full=True),
     Region(7, 64, 128, 640, 384, Encoding.ZSTD_BGRA, b"\x28\xb5\x2f\xfd" + b"x" * 100),
     Region(7, 0, 0, 1, 1, Encoding.SOLID, b"\x01\x02\x03\x00"),
@@ -224,5 +228,9 @@ def test_the_protocol_module_stays_pure() -> None:
 
     tree = ast.parse(pathlib.Path(screen.__file__).read_text())
     imported = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+    imported |= {
+        n.module.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module
+    }
     assert imported <= {"__future__", "enum", "struct", "collections", "dataclasses", "typing"}

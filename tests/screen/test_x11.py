@@ -61,7 +61,9 @@ def xterm(x: XServer, command: str, *, geometry: str = "80x24+100+100", backgrou
         window = wait_until(
             lambda: subprocess.run(
                 ["xdotool", "search", "--onlyvisible", "--pid", str(process.pid)],
-                env=x.env(), capture_output=True, text=True,
+                env=x.env(),
+                capture_output=True,
+                text=True,
             ).stdout.split(),
             what="the xterm window",
         )
@@ -118,8 +120,8 @@ async def test_the_streamer_paints_a_real_screen_onto_a_console_canvas(xserver: 
         nonlocal frames
         message = decode_from_agent(data)
         if isinstance(message, Region):
-            canvas[message.y : message.y + message.height, message.x : message.x + message.width] = decoder.decode(
-                message
+            canvas[message.y : message.y + message.height, message.x : message.x + message.width] = (
+                decoder.decode(message)
             )
         elif isinstance(message, FrameEnd):
             frames += 1
@@ -129,8 +131,11 @@ async def test_the_streamer_paints_a_real_screen_onto_a_console_canvas(xserver: 
 
     display = xserver.display
     streamer = ScreenStreamer(
-        send, lambda: Capturer(display), cursor_factory=lambda: X11CursorTracker(display),
-        damage_factory=lambda: X11Damage(display), config=StreamerConfig(max_fps=30),
+        send,
+        lambda: Capturer(display),
+        cursor_factory=lambda: X11CursorTracker(display),
+        damage_factory=lambda: X11Damage(display),
+        config=StreamerConfig(max_fps=30),
     )
     streamer.handle(Configure(encodings=ALL_ENCODINGS))
     task = asyncio.create_task(streamer.run())
@@ -138,7 +143,9 @@ async def test_the_streamer_paints_a_real_screen_onto_a_console_canvas(xserver: 
         await wait_for(lambda: frames >= 1, what="the first frame")
         assert tuple(canvas[540, 960, :3]) == (0x66, 0x44, 0x22)
         await asyncio.to_thread(xserver.paint_root, 0x10A020)
-        await wait_for(lambda: tuple(canvas[540, 960, :3]) == (0x20, 0xA0, 0x10), what="the new colour on the canvas")
+        await wait_for(
+            lambda: tuple(canvas[540, 960, :3]) == (0x20, 0xA0, 0x10), what="the new colour on the canvas"
+        )
         await wait_for(lambda: any(isinstance(c, CursorPosition) for c in cursor), what="a cursor position")
     finally:
         task.cancel()
@@ -158,12 +165,22 @@ async def test_keystrokes_with_accents_modifiers_and_special_keys_reach_an_xterm
             await wait_for(lambda: mouse_location(xserver) == (300, 200), what="the pointer over the xterm")
             # Ctrl+U kills the line in the terminal: proves Control is held while "u" is pressed.
             dispatcher.handle(Text("wrong"))
-            for keysym, down in ((XK_Control_L, True), (ord("u"), True), (ord("u"), False), (XK_Control_L, False)):
+            for keysym, down in (
+                (XK_Control_L, True),
+                (ord("u"), True),
+                (ord("u"), False),
+                (XK_Control_L, False),
+            ):
                 dispatcher.handle(Key(keysym, down))
             dispatcher.handle(Text("héllo çë € ÉÇ"))
             dispatcher.handle(Key(XK_Tab, True))
             dispatcher.handle(Key(XK_Tab, False))
-            for keysym, down in ((XK_Shift_L, True), (ord("A"), True), (ord("A"), False), (XK_Shift_L, False)):
+            for keysym, down in (
+                (XK_Shift_L, True),
+                (ord("A"), True),
+                (ord("A"), False),
+                (XK_Shift_L, False),
+            ):
                 dispatcher.handle(Key(keysym, down))
             dispatcher.handle(Key(ord("!"), True))  # shifted on a US layout: the backend holds Shift itself
             dispatcher.handle(Key(ord("!"), False))
@@ -188,7 +205,9 @@ async def test_pointer_moves_and_clicks_land(xserver: XServer) -> None:
     try:
         for x, y in ((0, 0), (500, 400), (1819, 1029)):
             dispatcher.handle(PointerMove(x, y))
-            await wait_for(lambda x=x, y=y: mouse_location(xserver) == (x + 100, y + 50), what=f"pointer at {x},{y}")
+            await wait_for(
+                lambda x=x, y=y: mouse_location(xserver) == (x + 100, y + 50), what=f"pointer at {x},{y}"
+            )
         dispatcher.handle(PointerButtonEvent(PointerButton.LEFT, True, 10, 10))
         dispatcher.handle(PointerButtonEvent(PointerButton.LEFT, False, 10, 10))
         await wait_for(lambda: mouse_location(xserver) == (110, 60), what="the click position")
@@ -212,11 +231,18 @@ def test_clipboard_round_trip_between_two_x_clients(xserver: XServer) -> None:
         wait_until(lambda: changes, what="our watcher to see another owner")
         if shutil.which("xclip"):
             env = {**xserver.env(), "LC_ALL": "C.UTF-8"}
-            subprocess.run(["xclip", "-selection", "clipboard", "-i"], input="from xclip ë".encode(), env=env, check=True,
-                           timeout=10)
+            subprocess.run(
+                ["xclip", "-selection", "clipboard", "-i"],
+                input="from xclip ë".encode(),
+                env=env,
+                check=True,
+                timeout=10,
+            )
             assert wait_until(lambda: ours.get_text() == "from xclip ë", what="xclip's text")
             ours.set_text("to xclip €")
-            got = subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=env, capture_output=True, timeout=10)
+            got = subprocess.run(
+                ["xclip", "-selection", "clipboard", "-o"], env=env, capture_output=True, timeout=10
+            )
             assert got.stdout.decode() == "to xclip €"
     finally:
         ours.close()
@@ -264,4 +290,3 @@ def test_control_not_granted_means_no_input(xserver: XServer) -> None:
     dispatcher.handle(PointerMove(1, 1))
     dispatcher.handle(Clipboard("x"))
     assert dispatcher.statistics().refused == 2 and dispatcher.statistics().queued == 0
-

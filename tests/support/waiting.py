@@ -38,5 +38,7 @@ async def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {value!r})")
+            raise AssertionError(
+                f"timed out after {scaled(timeout):.1f}s waiting for {what} (last: {value!r})"
+            )
         await asyncio.sleep(interval)
