@@ -269,12 +269,16 @@ async def test_several_transfers_pause_and_resume(tab: Page, server: RunningServ
         panel = await open_session(page, server, device)
         await expect(panel.locator("tr.files-row")).to_have_count(3)
 
+        # the big one's credit is held back, so it is still in flight when Pause is clicked (however fast
+        # or loaded the machine); the small ones run beside it
+        await page.evaluate("() => window.__steunFiles.holdCredit('groot.bin')")
         await panel.get_by_role("button", name="Download groot.bin").click()
         for name in small:
             await panel.get_by_role("button", name=f"Download {name}").click()
         row = transfer(page, "groot.bin")
         await wait_progress(page, "groot.bin", 1)
         await row.get_by_role("button", name="Pause").click()
+        await page.evaluate("() => window.__steunFiles.holdCredit(null)")
         await expect(row).to_have_attribute("data-state", "paused")
         paused_at = (await transfer_info(page, "groot.bin"))["done"]
         assert 0 < paused_at < SLOW_SIZE, paused_at
@@ -302,11 +306,13 @@ async def test_cancel_mid_way_leaves_no_partial_file(
         panel = await open_session(page, server, device)
         await expect(panel.locator("tr.files-row")).to_have_count(1)
 
-        # a download cancelled mid-way: nothing under its name on this side
+        # a download cancelled mid-way: nothing under its name on this side (held in flight for the click)
+        await page.evaluate("() => window.__steunFiles.holdCredit('weg ermee.bin')")
         await panel.get_by_role("button", name="Download weg ermee.bin").click()
         row = transfer(page, "weg ermee.bin")
         await wait_progress(page, "weg ermee.bin", 1)
         await row.get_by_role("button", name="Cancel").click()
+        await page.evaluate("() => window.__steunFiles.holdCredit(null)")
         await expect(row).to_have_attribute("data-state", "cancelled")
         info = await transfer_info(page, "weg ermee.bin")
         assert 0 < info["done"] < SLOW_SIZE, info
@@ -317,10 +323,12 @@ async def test_cancel_mid_way_leaves_no_partial_file(
         # an upload cancelled mid-way: the agent deletes its partial, the target never appears
         source = tmp_path / "upload annulé.bin"
         await asyncio.to_thread(write_random, source, SLOW_SIZE)
+        await page.evaluate("() => window.__steunFiles.holdCredit('upload annulé.bin')")
         await panel.locator("input[type=file]").set_input_files(source)
         row = transfer(page, "upload annulé.bin")
         await wait_progress(page, "upload annulé.bin", 1)
         await row.get_by_role("button", name="Cancel").click()
+        await page.evaluate("() => window.__steunFiles.holdCredit(null)")
         await expect(row).to_have_attribute("data-state", "cancelled")
         info = await transfer_info(page, "upload annulé.bin")
         assert info["done"] < SLOW_SIZE, info

@@ -296,7 +296,13 @@ interface FilesTestHook {
   opfsNames(): Promise<string[]>;
   opfsClear(): Promise<void>;
   roundTrip(messages: string[]): string[];
+  /** Hold the transfer called `name` in flight (null: release): a download's credit waits, an upload sends
+   * its first block and waits. */
+  holdCredit(name: string | null): void;
 }
+
+/** Tests only (``holdCredit``): a download whose credit waits, so a click lands while it is in flight. */
+let creditHold: { name: string; released: Promise<void>; release(): void } | null = null;
 
 interface HookWindow {
   __steunTestHooks?: boolean;
@@ -350,6 +356,7 @@ function installHook(): FilesTestHook | null {
       for (const name of await hook.opfsNames()) await root.removeEntry(name, { recursive: true });
     },
     /** Each hex message decoded (either direction) and encoded again; "error:<code>" when it does not decode. */
+    holdCredit: () => {},
     roundTrip(messages) {
       return messages.map((text) => {
         try {
@@ -359,6 +366,14 @@ function installHook(): FilesTestHook | null {
         }
       });
     },
+  };
+  hook.holdCredit = (name) => {
+    creditHold?.release();
+    creditHold = null;
+    if (name === null) return;
+    let release = (): void => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    creditHold = { name, released, release };
   };
   w.__steunFiles = hook;
   return hook;
@@ -954,6 +969,7 @@ export function createFilesPanel(opts: { send(payload: Uint8Array): void }): Fil
             return;
           }
           tr.written += length;
+          if (creditHold !== null && creditHold.name === tr.name) await creditHold.released;
           if (tr.id === id && id !== 0) send({ kind: "credit", id, nbytes: length });
         });
         return;
@@ -1131,6 +1147,10 @@ export function createFilesPanel(opts: { send(payload: Uint8Array): void }): Fil
           return;
         }
         tr.hasher?.update(block);
+        if (creditHold !== null && creditHold.name === tr.name && at > 0) {
+          await creditHold.released; // tests only: the upload stays in flight after its first block
+          if (tr.id !== id || !running(tr)) return;
+        }
         for (let offset = 0; offset < block.length; offset += MAX_CHUNK) {
           send({ kind: "chunk", id, offset: at + offset, data: block.subarray(offset, Math.min(block.length, offset + MAX_CHUNK)) });
         }
