@@ -85,5 +85,6 @@ async def test_bad_transcripts_are_refused_and_nothing_is_stored(
                 await admin.post("/api/sessions/AAAAAAAAAAAAAAAAAAAAAA/transcript", transcript())
             ).status == 404
             assert (await admin.post("/api/sessions/..%2f..%2fetc/transcript", transcript())).status == 404
+            assert (await admin.post("/api/sessions/" + "é" * 16 + "/transcript", transcript())).status == 404
             assert (await admin.get(path)).status == 404  # none of the above was stored
             assert (await admin.post(path, transcript())).status == 201

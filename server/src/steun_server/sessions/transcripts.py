@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from steun_protocol.chat import MAX_TEXT_BYTES
+from steun_protocol.sessionplane import SessionId
 
 from ..auth.roles import Role, has_permission
 from ..errors import bad_request, conflict, forbidden, not_found
@@ -60,9 +61,10 @@ class TranscriptRecord(msgspec.Struct, frozen=True):
 
 def _session_id(request: web.Request) -> str:
     session_id = request.match_info["session_id"]
-    if not 16 <= len(session_id) <= 64 or not all(c.isalnum() or c in "-_" for c in session_id):
-        raise not_found("no such session")
-    return session_id
+    try:
+        return msgspec.convert(session_id, SessionId)  # the wire's own rule for a session id
+    except msgspec.ValidationError:
+        raise not_found("no such session") from None
 
 
 @routes.post(
@@ -88,7 +90,8 @@ async def attach_transcript(request: web.Request) -> web.StreamResponse:
         raise not_found("no such session")
     if session.technician.user_id != principal.user_id and not has_permission(principal.role, Role.ADMIN):
         raise forbidden("only the session's technician or an admin may attach its transcript")
-    for line in (upload := await read_json(request, TranscriptUpload)).messages:
+    upload = await read_json(request, TranscriptUpload)
+    for line in upload.messages:
         if len(line.text.encode()) > MAX_TEXT_BYTES:
             raise bad_request(f"message {line.id} is longer than the chat's {MAX_TEXT_BYTES} bytes")
     body = msgspec.json.encode(upload)
